@@ -1,0 +1,185 @@
+"""`run`, `run_batch`, `validate` and `load_grader`: the entry points every other part of gradekit uses."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import re
+import time
+from collections.abc import Coroutine, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from .base import Grader
+from .batch import Batch
+from .errors import GraderValidationError
+from .executors import Env
+from .functions import FunctionGrader, import_reference
+from .models import GRADER_TYPES, LabelModel, grader_adapter
+from .results import BatchResult, RunResult
+from .samples import SampleInput
+
+GraderLike = Grader | Mapping[str, Any] | str | os.PathLike[str]
+T = TypeVar("T")
+
+_REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def _problems(error: ValidationError) -> list[str]:
+    problems = []
+    for e in error.errors(include_url=False):
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "union_tag_invalid":
+            tag = e.get("ctx", {}).get("tag")
+            if tag == "multi" and "graders" in e["loc"]:
+                msg = "a multi grader cannot contain another multi grader"
+            else:
+                msg = f"unknown grader type {tag!r} (known: {', '.join(GRADER_TYPES)})"
+        elif e["type"] == "union_tag_not_found":
+            msg = "grader has no `type` field"
+        elif e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        problems.append(f"{loc}: {msg}" if loc else msg)
+    return problems
+
+
+def _read_file(path: Path) -> Any:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        return yaml.safe_load(text)
+    return json.loads(text)
+
+
+def load_grader(source: GraderLike) -> Grader:
+    """A grader from a model, its JSON dict, JSON text, a `.json`/`.yaml` file path, or `module:function`."""
+    if isinstance(source, Grader):
+        return source
+    obj: Any = source
+    if isinstance(source, os.PathLike | str):
+        text = os.fspath(source)
+        if text.lstrip().startswith("{"):
+            try:
+                obj = json.loads(text)
+            except ValueError as e:
+                raise GraderValidationError([f"grader JSON does not parse: {e}"]) from None
+        elif Path(text).is_file():
+            try:
+                obj = _read_file(Path(text))
+            except (OSError, ValueError) as e:
+                raise GraderValidationError([f"{text}: cannot read grader: {e}"]) from None
+        elif _REFERENCE.match(text):
+            try:
+                obj = import_reference(text)
+            except (ImportError, AttributeError) as e:
+                raise GraderValidationError([f"{text}: cannot import: {e}"]) from None
+            if isinstance(obj, Grader):
+                return obj
+            if callable(obj):
+                try:
+                    return FunctionGrader.from_function(obj)
+                except TypeError as e:
+                    raise GraderValidationError([str(e)]) from None
+        else:
+            raise GraderValidationError([f"{text!r} is neither a grader file, JSON, nor a `module:function`"])
+    if isinstance(obj, Grader):
+        return obj
+    if not isinstance(obj, Mapping):
+        raise GraderValidationError([f"a grader must be a JSON object, got {type(obj).__name__}"])
+    try:
+        return grader_adapter().validate_python(obj)
+    except ValidationError as e:
+        raise GraderValidationError(_problems(e)) from None
+
+
+def validate(grader: GraderLike) -> Grader:
+    """The normalised grader, or a `GraderValidationError` listing every problem (as OpenAI's validate does)."""
+    g = load_grader(grader)
+    if isinstance(g, LabelModel):
+        raise GraderValidationError(["type: label_model is only allowed inside a multi grader, not at the top level"])
+    return g
+
+
+def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # Called from inside an event loop (a notebook, a server): run on a private loop in a worker thread.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def arun_batch(
+    grader: GraderLike,
+    samples: Sequence[SampleInput],
+    items: Sequence[Mapping[str, Any] | None] | None = None,
+    *,
+    env: Env | None = None,
+) -> BatchResult:
+    """Grade many samples at once (async); see `run_batch`."""
+    g = validate(grader)
+    batch = Batch(samples, items if items is not None else [None] * len(samples))
+    start = time.perf_counter()
+    outcome = await g.grade_batch(batch, env or _default_env())
+    for i, e in batch.sample_errors().items():
+        if outcome.notes[i] is None or not outcome.notes[i].failed:  # type: ignore[union-attr]
+            outcome.fail(i, g.name, e.flag, e.message, e.detail)
+    return BatchResult(
+        name=g.name,
+        type=g.type,
+        rewards=outcome.rewards,
+        notes=outcome.notes,
+        sub_rewards=outcome.sub_rewards,
+        execution_time=time.perf_counter() - start,
+    )
+
+
+def run_batch(
+    grader: GraderLike,
+    samples: Sequence[SampleInput],
+    items: Sequence[Mapping[str, Any] | None] | None = None,
+    *,
+    env: Env | None = None,
+) -> BatchResult:
+    """Grade many (sample, item) pairs at once: the fast path. Rewards come back as a column."""
+    return _run_sync(arun_batch(grader, samples, items, env=env))
+
+
+async def arun(
+    grader: GraderLike,
+    model_sample: SampleInput,
+    item: Mapping[str, Any] | None = None,
+    *,
+    env: Env | None = None,
+) -> RunResult:
+    """Grade one sample (async); see `run`."""
+    result = await arun_batch(grader, [model_sample], [item], env=env)
+    return result[0]
+
+
+def run(
+    grader: GraderLike,
+    model_sample: SampleInput,
+    item: Mapping[str, Any] | None = None,
+    *,
+    env: Env | None = None,
+) -> RunResult:
+    """Grade one sample, like OpenAI's `fine_tuning.alpha.graders.run`; failures are flags, never exceptions."""
+    return _run_sync(arun(grader, model_sample, item, env=env))
+
+
+_ENV: Env | None = None
+
+
+def _default_env() -> Env:
+    global _ENV
+    if _ENV is None:
+        _ENV = Env()
+    return _ENV

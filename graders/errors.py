@@ -1,0 +1,68 @@
+"""OpenAI's grader error flags and gradekit's exceptions."""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+ErrorFlag = Literal[
+    "formula_parse_error",
+    "sample_parse_error",
+    "truncated_observation_error",
+    "unresponsive_reward_error",
+    "invalid_variable_error",
+    "other_error",
+    "python_grader_server_error",
+    "python_grader_runtime_error",
+    "model_grader_server_error",
+    "model_grader_refusal_error",
+    "model_grader_parse_error",
+]
+
+#: The 11 boolean flags of `metadata.errors`, in OpenAI's wire order.
+ERROR_FLAGS: Final[tuple[ErrorFlag, ...]] = (
+    "formula_parse_error",
+    "sample_parse_error",
+    "truncated_observation_error",
+    "unresponsive_reward_error",
+    "invalid_variable_error",
+    "other_error",
+    "python_grader_server_error",
+    "python_grader_runtime_error",
+    "model_grader_server_error",
+    "model_grader_refusal_error",
+    "model_grader_parse_error",
+)
+
+#: The flags that carry a detail string, and the field that carries it.
+DETAIL_FIELDS: Final[dict[str, str]] = {
+    "python_grader_server_error": "python_grader_server_error_type",
+    "python_grader_runtime_error": "python_grader_runtime_error_details",
+    "model_grader_server_error": "model_grader_server_error_details",
+}
+
+#: Longest detail string kept in a result (tracebacks are cut from the front).
+MAX_DETAIL_CHARS: Final[int] = 4000
+
+
+class GraderValidationError(ValueError):
+    """A grader definition is invalid; `problems` lists every problem found, each naming its field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid grader ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class GradingError(Exception):
+    """Raised inside grading code to fail one sample with a named OpenAI error flag."""
+
+    def __init__(self, flag: ErrorFlag, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.flag: ErrorFlag = flag
+        self.message = message
+        self.detail = detail
+
+
+def truncate_detail(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    """Keep the end of a long detail string (the end of a traceback says the most)."""
+    return text if len(text) <= limit else "..." + text[-(limit - 3) :]

@@ -1,0 +1,465 @@
+"""OpenAI-compatible grader models (and gradekit's `tool_call`), each with its batch grading method."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import functools
+import math
+import operator
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, field_validator, model_validator
+
+from .base import Grader, coerce_reward
+from .batch import Batch, Column
+from .errors import GradingError
+from .executors import Env
+from .formula import Formula, FormulaError
+from .functions import FunctionGrader
+from .results import Outcome
+from .templates import Template
+
+MAX_PYTHON_SOURCE_BYTES = 256 * 1024
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_template(source: str) -> Template:
+    """A compiled template, shared by every grader that uses the same text."""
+    return Template(source)
+
+
+def _template_field(value: str) -> str:
+    compile_template(value)  # raises ValueError naming the problem; pydantic adds the field name
+    return value
+
+
+def _fail_column(out: Outcome, grader: str, col: Column) -> None:
+    for i, e in col.failures.items():
+        out.fail(i, grader, e.flag, e.message, e.detail)
+
+
+def _like(a: str, b: str) -> bool:
+    return b in a
+
+
+def _ilike(a: str, b: str) -> bool:
+    return b.lower() in a.lower()
+
+
+_STRING_OPS: dict[str, Callable[[str, str], bool]] = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "like": _like,
+    "ilike": _ilike,
+}
+
+
+class StringCheck(Grader):
+    """Compares rendered `input` with rendered `reference`: `eq`, `ne`, `like` (contains), `ilike`; reward 0 or 1."""
+
+    type: Literal["string_check"] = "string_check"
+    input: str
+    reference: str
+    operation: Literal["eq", "ne", "like", "ilike"]
+
+    _check_templates = field_validator("input", "reference")(_template_field)
+
+    async def grade_batch(self, batch: Batch, env: Env) -> Outcome:
+        """Grade every sample of `batch`."""
+        a = compile_template(self.input).render(batch)
+        b = compile_template(self.reference).render(batch)
+        rewards = [1.0 if hit else 0.0 for hit in map(_STRING_OPS[self.operation], a.values, b.values)]
+        out = Outcome(rewards, [None] * batch.n)
+        _fail_column(out, self.name, a)
+        _fail_column(out, self.name, b)
+        return out
+
+
+class TextSimilarity(Grader):
+    """Similarity of rendered `input` and `reference` by `evaluation_metric`, from 0 to 1."""
+
+    type: Literal["text_similarity"] = "text_similarity"
+    input: str
+    reference: str
+    evaluation_metric: Literal[
+        "cosine",
+        "fuzzy_match",
+        "bleu",
+        "gleu",
+        "meteor",
+        "rouge_1",
+        "rouge_2",
+        "rouge_3",
+        "rouge_4",
+        "rouge_5",
+        "rouge_l",
+    ]
+    pass_threshold: float | None = None
+
+    _check_templates = field_validator("input", "reference")(_template_field)
+
+    async def grade_batch(self, batch: Batch, env: Env) -> Outcome:
+        """Grade every sample of `batch`."""
+        from .similarity import similarity_scores
+
+        a = compile_template(self.input).render(batch)
+        b = compile_template(self.reference).render(batch)
+        out = Outcome.empty(batch.n)
+        bad = a.failures.keys() | b.failures.keys()
+        good = [i for i in range(batch.n) if i not in bad] if bad else range(batch.n)
+        try:
+            scores = await asyncio.to_thread(
+                similarity_scores,
+                self.evaluation_metric,
+                [a.values[i] for i in good] if bad else a.values,
+                [b.values[i] for i in good] if bad else b.values,
+                embedder=env.embedder,
+            )
+        except Exception as e:  # a missing library or embedding endpoint fails the batch's samples, not the caller
+            for i in good:
+                out.fail(i, self.name, "other_error", f"{self.evaluation_metric}: {type(e).__name__}: {e}")
+        else:
+            for i, s in zip(good, scores, strict=True):
+                out.rewards[i] = s
+        _fail_column(out, self.name, a)
+        _fail_column(out, self.name, b)
+        return out
+
+
+def _check_python_source(source: str) -> str:
+    size = len(source.encode("utf-8"))
+    if size > MAX_PYTHON_SOURCE_BYTES:
+        raise ValueError(f"source is {size} bytes; OpenAI's limit is {MAX_PYTHON_SOURCE_BYTES} (256 kB)")
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as e:
+        raise ValueError(f"source does not parse: {e.msg} (line {e.lineno})") from None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "grade":
+            args = node.args
+            positional = len(args.posonlyargs) + len(args.args)
+            if positional != 2 or args.vararg or any(d is None for d in args.kw_defaults):
+                raise ValueError("`grade` must take exactly two positional arguments: grade(sample, item)")
+            return source
+    raise ValueError("source defines no top-level function `grade(sample, item)`")
+
+
+class PythonGrader(Grader):
+    """Runs `source`'s `grade(sample, item) -> float` (in the environment's Python executor)."""
+
+    type: Literal["python"] = "python"
+    source: str
+    image_tag: str | None = None
+
+    _check_source = field_validator("source")(_check_python_source)
+
+    async def grade_batch(self, batch: Batch, env: Env) -> Outcome:
+        """Grade every sample of `batch`."""
+        out = Outcome.empty(batch.n)
+        dicts = batch.sample_dicts()
+        idx = [i for i, d in enumerate(dicts) if not isinstance(d, GradingError)]
+        calls = await env.python.run(self, [dicts[i] for i in idx], [batch.item(i) for i in idx])  # type: ignore[misc]
+        for i, call in zip(idx, calls, strict=True):
+            try:
+                if call.error is not None:
+                    raise call.error
+                out.rewards[i] = coerce_reward(call.value)
+            except GradingError as e:
+                out.fail(i, self.name, e.flag, e.message, e.detail)
+        return out
+
+
+class Message(BaseModel):
+    """An input message of a model grader; string content (and text parts) may hold templates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | dict[str, Any] | list[str | dict[str, Any]]
+    type: Literal["message"] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _check_templates(cls, value: Any) -> Any:
+        for text in _template_strings(value):
+            compile_template(text)
+        return value
+
+
+_TEMPLATED_KEYS = ("text", "image_url")
+
+
+def _template_strings(content: Any) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, dict):
+        return [content[k] for k in _TEMPLATED_KEYS if isinstance(content.get(k), str)]
+    if isinstance(content, list):
+        return [s for part in content for s in _template_strings(part)]
+    return []
+
+
+def _fill(content: Any, rendered: dict[str, str]) -> Any:
+    if isinstance(content, str):
+        return rendered[content]
+    if isinstance(content, dict):
+        return {k: rendered[v] if k in _TEMPLATED_KEYS and isinstance(v, str) else v for k, v in content.items()}
+    if isinstance(content, list):
+        return [_fill(part, rendered) for part in content]
+    return content
+
+
+class SamplingParams(BaseModel):
+    """Sampling parameters of a `score_model` judge."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_completions_tokens: int | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
+    seed: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+
+
+class _ModelGrader(Grader):
+    model: str
+    input: list[Message]
+
+    def _render_messages(self, batch: Batch, out: Outcome) -> tuple[list[int], list[list[dict[str, Any]]]]:
+        texts = sorted({t for m in self.input for t in _template_strings(m.content)})
+        cols = {t: compile_template(t).render(batch) for t in texts}
+        for col in cols.values():
+            _fail_column(out, self.name, col)
+        idx = [i for i in range(batch.n) if out.notes[i] is None or not out.notes[i].failed]  # type: ignore[union-attr]
+        messages = []
+        for i in idx:
+            rendered = {t: c.values[i] for t, c in cols.items()}
+            messages.append([{"role": m.role, "content": _fill(m.content, rendered)} for m in self.input])
+        return idx, messages
+
+    async def grade_batch(self, batch: Batch, env: Env) -> Outcome:
+        """Grade every sample of `batch` with the environment's model client."""
+        out = Outcome.empty(batch.n)
+        idx, messages = self._render_messages(batch, out)
+        if not idx:
+            return out
+        if env.model is None:
+            for i in idx:
+                out.fail(
+                    i,
+                    self.name,
+                    "model_grader_server_error",
+                    "no model client configured",
+                    "no model client configured: use gradekit.runtime, or pass an Env with a ModelClient",
+                )
+            return out
+        grades = await env.model.grade(self, messages)  # type: ignore[arg-type]
+        for i, g in zip(idx, grades, strict=True):
+            note = out.note(i)
+            if g.model:
+                note.sampled_model_name = g.model
+                if g.usage:
+                    note.usage_per_model[g.model] = dict(g.usage)
+            if g.usage:
+                note.token_usage = g.usage.get("total_tokens")
+            if g.error is not None:
+                out.fail(i, self.name, g.error.flag, g.error.message, g.error.detail)
+                continue
+            out.rewards[i] = self._reward(g.result, g.label, note.scores)
+            if g.steps:
+                note.scores["steps"] = g.steps
+        return out
+
+    def _reward(self, result: float | None, label: str | None, scores: dict[str, Any]) -> float:
+        raise NotImplementedError
+
+
+class ScoreModel(_ModelGrader):
+    """Asks a judge model for a score, clipped to `range`."""
+
+    type: Literal["score_model"] = "score_model"
+    range: list[float] = Field(default_factory=lambda: [0.0, 1.0])
+    sampling_params: SamplingParams | None = None
+    pass_threshold: float | None = None
+
+    @field_validator("range")
+    @classmethod
+    def _check_range(cls, value: list[float]) -> list[float]:
+        if len(value) != 2 or not all(math.isfinite(v) for v in value) or value[0] >= value[1]:
+            raise ValueError(f"range must be two finite numbers [low, high] with low < high, got {value}")
+        return value
+
+    def _reward(self, result: float | None, label: str | None, scores: dict[str, Any]) -> float:
+        lo, hi = self.range
+        value = float(result) if result is not None and math.isfinite(result) else lo
+        scores["result"] = value
+        return min(max(value, lo), hi)
+
+
+class LabelModel(_ModelGrader):
+    """Asks a judge model for one of `labels`; reward 1 when it is one of `passing_labels`."""
+
+    type: Literal["label_model"] = "label_model"
+    labels: list[str]
+    passing_labels: list[str]
+
+    @model_validator(mode="after")
+    def _check_labels(self) -> LabelModel:
+        if not self.labels:
+            raise ValueError("labels must not be empty")
+        extra = [p for p in self.passing_labels if p not in self.labels]
+        if extra:
+            raise ValueError(f"passing_labels {extra} are not in labels {self.labels}")
+        return self
+
+    def _reward(self, result: float | None, label: str | None, scores: dict[str, Any]) -> float:
+        scores["label"] = label
+        return 1.0 if label in self.passing_labels else 0.0
+
+
+class ToolCall(Grader):
+    """gradekit extension: compares the sample's tool calls with the expected calls from the item."""
+
+    openai_native: ClassVar[bool] = False
+
+    type: Literal["tool_call"] = "tool_call"
+    expected: str = "{{ item.expected_tool_calls }}"
+    tools: str | None = None
+    arguments: Literal["exact", "subset", "schema"] = "exact"
+    ordered: bool = False
+
+    _check_templates = field_validator("expected", "tools")(
+        lambda v: v if v is None else _template_field(v)  # type: ignore[arg-type]
+    )
+
+    @model_validator(mode="after")
+    def _check_schema_mode(self) -> ToolCall:
+        if self.arguments == "schema" and self.tools is None:
+            raise ValueError("arguments='schema' needs `tools`, a template for the item's tool list")
+        return self
+
+    async def grade_batch(self, batch: Batch, env: Env) -> Outcome:
+        """Grade every sample of `batch`."""
+        from .tool_calls import score_tool_calls
+
+        out = Outcome.empty(batch.n)
+        actual = batch.column(("sample", "output_tools"))
+        expected = compile_template(self.expected).values(batch)
+        tools = compile_template(self.tools).values(batch) if self.tools is not None else None
+        for col in (actual, expected, tools):
+            if col is not None:
+                _fail_column(out, self.name, col)
+        for i in range(batch.n):
+            if out.notes[i] is not None:
+                continue
+            try:
+                score = score_tool_calls(
+                    actual.values[i],
+                    expected.values[i],
+                    arguments=self.arguments,
+                    ordered=self.ordered,
+                    tools=tools.values[i] if tools is not None else None,
+                )
+            except GradingError as e:
+                out.fail(i, self.name, e.flag, e.message, e.detail)
+                continue
+            out.rewards[i] = score.reward
+            out.note(i).scores.update(matched=score.matched, expected=score.expected, actual=score.actual)
+        return out
+
+
+SubGrader = Annotated[
+    StringCheck | TextSimilarity | PythonGrader | ScoreModel | LabelModel | ToolCall | FunctionGrader,
+    Field(discriminator="type"),
+]
+
+
+class Multi(Grader):
+    """Combines named sub-graders with the `calculate_output` formula over their rewards."""
+
+    type: Literal["multi"] = "multi"
+    graders: dict[str, SubGrader]
+    calculate_output: str
+
+    _formula: Formula = PrivateAttr()
+
+    @field_validator("graders", mode="before")
+    @classmethod
+    def _graders_as_dict(cls, value: Any) -> Any:
+        # OpenAI's SDK types `graders` as one grader; the guide uses a dict. Accept both, and a list.
+        if isinstance(value, Mapping) and isinstance(value.get("type"), str):
+            return {value.get("name", value["type"]): value}
+        if isinstance(value, Grader):
+            return {value.name: value}
+        if isinstance(value, list | tuple):
+            out = {}
+            for g in value:
+                key = g.name if isinstance(g, Grader) else g.get("name") if isinstance(g, Mapping) else None
+                if not isinstance(key, str):
+                    raise ValueError("each grader in a list needs a `name` (it becomes its formula variable)")
+                out[key] = g
+            return out
+        return value
+
+    @field_validator("calculate_output")
+    @classmethod
+    def _check_formula(cls, value: str, info: Any) -> str:
+        names = info.data.get("graders")
+        try:
+            Formula(value, names=list(names) if names is not None else None)
+        except FormulaError as e:
+            raise ValueError(f"formula_parse_error: {e}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _compile(self) -> Multi:
+        if not self.graders:
+            raise ValueError("graders must not be empty")
+        self._formula = Formula(self.calculate_output, names=list(self.graders))
+        return self
+
+    async def grade_batch(self, batch: Batch, env: Env) -> Outcome:
+        """Grade every sample with each sub-grader (concurrently), then apply the formula."""
+        keys = list(self.graders)
+        subs = await asyncio.gather(*(self.graders[k].grade_batch(batch, env) for k in keys))
+        columns = {k: o.rewards for k, o in zip(keys, subs, strict=True)}
+        rewards, math_errors = self._formula.evaluate_columns(columns, batch.n)
+        out = Outcome(rewards, [None] * batch.n, sub_rewards=columns)
+        for k, o in zip(keys, subs, strict=True):
+            for i, n in enumerate(o.notes):
+                if n is not None:
+                    out.note(i).merge(n, key=k)
+        for i, message in math_errors.items():
+            out.fail(i, self.name, "other_error", f"calculate_output: {message}")
+        for i, n in enumerate(out.notes):
+            if n is not None and n.failed:
+                out.rewards[i] = 0.0
+        return out
+
+
+AnyGrader = Annotated[
+    StringCheck | TextSimilarity | PythonGrader | ScoreModel | LabelModel | Multi | ToolCall | FunctionGrader,
+    Field(discriminator="type"),
+]
+
+GRADER_TYPES: dict[str, type[Grader]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (
+        StringCheck,
+        TextSimilarity,
+        PythonGrader,
+        ScoreModel,
+        LabelModel,
+        Multi,
+        ToolCall,
+        FunctionGrader,
+    )
+}
+
+
+@functools.cache
+def grader_adapter() -> TypeAdapter[Any]:
+    """The pydantic adapter for any grader (the discriminated union is the registry)."""
+    return TypeAdapter(AnyGrader)

@@ -1,0 +1,95 @@
+"""Build the `sample` namespace from what a model produced: a string, a chat completion, or messages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import GradingError
+
+SampleInput = str | Mapping[str, Any] | list[Any]
+
+
+def parse_json_output(text: str) -> Any:
+    """`output_json` for a model output string: the parsed object or array, else `{}`."""
+    s = text.lstrip()
+    if not s or s[0] not in "{[":
+        return {}
+    try:
+        value = json.loads(s)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict | list) else {}
+
+
+def _content_text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            else:
+                raise GradingError("sample_parse_error", f"message content part is not text: {part!r:.200}")
+        return "".join(parts)
+    raise GradingError("sample_parse_error", f"message content is not text: {content!r:.200}")
+
+
+def _from_message(message: Mapping[str, Any], choices: list[Any]) -> dict[str, Any]:
+    text = _content_text(message.get("content"))
+    return {
+        "output_text": text,
+        "output_json": parse_json_output(text),
+        "output_tools": list(message.get("tool_calls") or []),
+        "choices": choices,
+    }
+
+
+def make_sample(output: SampleInput) -> dict[str, Any]:
+    """The `sample` dict (`output_text`, `output_json`, `output_tools`, `choices`) for a model output.
+
+    Accepts the model's output string, a dict already shaped as a sample (has `output_text`), a chat
+    completion (has `choices`), or a message list whose last `assistant` message is the answer.
+    """
+    if isinstance(output, str):
+        return {
+            "output_text": output,
+            "output_json": parse_json_output(output),
+            "output_tools": [],
+            "choices": [],
+        }
+    if isinstance(output, Mapping):
+        if "output_text" in output:
+            text = output["output_text"]
+            if not isinstance(text, str):
+                raise GradingError("sample_parse_error", "sample field `output_text` is not a string")
+            sample = {"output_json": parse_json_output(text), "output_tools": [], "choices": []}
+            sample.update(output)
+            return sample
+        if "choices" in output:
+            choices = output["choices"]
+            if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+                raise GradingError("sample_parse_error", "chat completion has no `choices[0]`")
+            message = choices[0].get("message")
+            if not isinstance(message, Mapping):
+                raise GradingError("sample_parse_error", "chat completion `choices[0]` has no `message`")
+            return _from_message(message, choices)
+        if "role" in output:
+            return make_sample([output])
+        raise GradingError(
+            "sample_parse_error",
+            "sample object has neither `output_text` nor `choices`; expected a string, a sample, "
+            "a chat completion or a message list",
+        )
+    if isinstance(output, list):
+        for message in reversed(output):
+            if isinstance(message, Mapping) and message.get("role") == "assistant":
+                return _from_message(message, [{"index": 0, "message": dict(message), "finish_reason": "stop"}])
+        raise GradingError("sample_parse_error", "message list has no `assistant` message")
+    raise GradingError("sample_parse_error", f"cannot build a sample from {type(output).__name__}")

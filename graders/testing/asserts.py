@@ -1,0 +1,101 @@
+"""`assert_reward` and the readable explanation it prints when a grader does not give the expected reward."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from gradekit.graders import Grader, GradingError, Multi, RunResult, load_grader, run
+from gradekit.graders.api import GraderLike
+from gradekit.graders.executors import Env
+from gradekit.graders.models import _ModelGrader, _template_strings, compile_template
+from gradekit.graders.samples import SampleInput
+
+_TEMPLATE_FIELDS = ("input", "reference", "expected", "tools")
+
+
+class GraderAssertionError(AssertionError):
+    """A grader gave another reward (or other error flags) than the test expected."""
+
+
+def _rendered(grader: Grader, sample: SampleInput, item: Any, indent: str) -> list[str]:
+    fields: list[tuple[str, str]] = [
+        (f, getattr(grader, f)) for f in _TEMPLATE_FIELDS if isinstance(getattr(grader, f, None), str)
+    ]
+    if isinstance(grader, _ModelGrader):
+        fields = [(f"input[{i}]", t) for i, m in enumerate(grader.input) for t in _template_strings(m.content)]
+    lines = []
+    for field, source in fields:
+        try:
+            value = repr(compile_template(source).render_one(sample, item))
+        except GradingError as e:
+            value = f"<{e.flag}: {e.message}>"
+        lines.append(f"{indent}{field}: {source!r} -> {value}")
+    return lines
+
+
+def explain(
+    grader: GraderLike,
+    model_sample: SampleInput,
+    item: Mapping[str, Any] | None = None,
+    result: RunResult | None = None,
+) -> str:
+    """A readable account of one grading: rendered templates, rewards, sub-rewards and error flags."""
+    g = load_grader(grader)
+    item = item or {}
+    r = result or run(g, model_sample, item)
+    lines = [f"grader {g.name!r} ({g.type}): reward {r.reward!r}"]
+    nodes: Iterable[tuple[str, Grader]] = g.graders.items() if isinstance(g, Multi) else [("", g)]
+    for key, node in nodes:
+        indent = "    " if key else "  "
+        if key:
+            lines.append(f"  {key} ({node.type}): sub-reward {r.sub_rewards.get(key)!r}")
+        lines.extend(_rendered(node, model_sample, item, indent))
+    if isinstance(g, Multi):
+        lines.append(f"  calculate_output: {g.calculate_output!r}")
+    flags = r.errors.flags()
+    lines.append(f"  errors: {', '.join(flags) if flags else 'none'}")
+    for name, message in r.metadata.scores.get("error_details", {}).items():
+        lines.append(f"    {name}: {message}")
+    for field in (
+        "python_grader_runtime_error_details",
+        "python_grader_server_error_type",
+        "model_grader_server_error_details",
+    ):
+        detail = getattr(r.errors, field)
+        if detail:
+            lines.append(f"  {field}:\n" + "\n".join("    " + ln for ln in detail.splitlines()))
+    scores = {k: v for k, v in r.metadata.scores.items() if k != "error_details"}
+    if scores:
+        lines.append(f"  scores: {json.dumps(scores, default=str)}")
+    return "\n".join(lines)
+
+
+def assert_reward(
+    grader: GraderLike,
+    model_sample: SampleInput,
+    item: Mapping[str, Any] | None = None,
+    expected: float | None = None,
+    *,
+    abs: float = 1e-9,
+    errors: Iterable[str] | None = None,
+    sub_rewards: Mapping[str, float] | None = None,
+    env: Env | None = None,
+) -> RunResult:
+    """Grade one sample and assert its reward (and, if given, exact error flags and sub-rewards)."""
+    g = load_grader(grader)
+    r = run(g, model_sample, item, env=env)
+    wrong = []
+    if expected is not None and not math.isclose(r.reward, expected, rel_tol=0.0, abs_tol=abs):
+        wrong.append(f"expected reward {expected!r} (abs={abs}), got {r.reward!r}")
+    if errors is not None and sorted(errors) != sorted(r.errors.flags()):
+        wrong.append(f"expected error flags {sorted(errors)}, got {sorted(r.errors.flags())}")
+    for key, value in (sub_rewards or {}).items():
+        got = r.sub_rewards.get(key)
+        if got is None or not math.isclose(got, value, rel_tol=0.0, abs_tol=abs):
+            wrong.append(f"expected sub-reward {key}={value!r}, got {got!r}")
+    if wrong:
+        raise GraderAssertionError("; ".join(wrong) + "\n" + explain(g, model_sample, item, r))
+    return r

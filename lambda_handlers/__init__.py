@@ -1,0 +1,1 @@
+"""gradekit.lambda_handlers: AWS Lambda reward handlers for Bedrock RFT (being built)."""

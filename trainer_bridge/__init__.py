@@ -1,0 +1,1 @@
+"""gradekit.trainer_bridge: trainer adapters and the integrated RFT loop (being built)."""
