@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 ErrorFlag = Literal[
     "formula_parse_error",
@@ -19,19 +19,7 @@ ErrorFlag = Literal[
 ]
 
 #: The 11 boolean flags of `metadata.errors`, in OpenAI's wire order.
-ERROR_FLAGS: Final[tuple[ErrorFlag, ...]] = (
-    "formula_parse_error",
-    "sample_parse_error",
-    "truncated_observation_error",
-    "unresponsive_reward_error",
-    "invalid_variable_error",
-    "other_error",
-    "python_grader_server_error",
-    "python_grader_runtime_error",
-    "model_grader_server_error",
-    "model_grader_refusal_error",
-    "model_grader_parse_error",
-)
+ERROR_FLAGS: Final[tuple[ErrorFlag, ...]] = get_args(ErrorFlag)
 
 #: The flags that carry a detail string, and the field that carries it.
 DETAIL_FIELDS: Final[dict[str, str]] = {

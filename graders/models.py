@@ -19,6 +19,7 @@ from .executors import Env
 from .formula import Formula, FormulaError
 from .functions import FunctionGrader
 from .results import Outcome
+from .similarity import Metric
 from .templates import Template
 
 MAX_PYTHON_SOURCE_BYTES = 256 * 1024
@@ -83,19 +84,7 @@ class TextSimilarity(Grader):
     type: Literal["text_similarity"] = "text_similarity"
     input: str
     reference: str
-    evaluation_metric: Literal[
-        "cosine",
-        "fuzzy_match",
-        "bleu",
-        "gleu",
-        "meteor",
-        "rouge_1",
-        "rouge_2",
-        "rouge_3",
-        "rouge_4",
-        "rouge_5",
-        "rouge_l",
-    ]
+    evaluation_metric: Metric
     pass_threshold: float | None = None
 
     _check_templates = field_validator("input", "reference")(_template_field)

@@ -28,20 +28,21 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from .executors import Embedder
 
 __all__ = [
     "METRICS",
     "LocalEmbedder",
+    "Metric",
     "OpenAIEmbedder",
     "default_embedder",
     "ensure_wordnet",
     "similarity_scores",
 ]
 
-METRICS: tuple[str, ...] = (
+Metric = Literal[
     "fuzzy_match",
     "bleu",
     "gleu",
@@ -53,7 +54,8 @@ METRICS: tuple[str, ...] = (
     "rouge_5",
     "rouge_l",
     "cosine",
-)
+]
+METRICS: tuple[str, ...] = get_args(Metric)
 
 _ROUGE_TYPES = {
     "rouge_1": "rouge1",
