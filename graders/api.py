@@ -179,7 +179,21 @@ _ENV: Env | None = None
 
 
 def _default_env() -> Env:
+    """The environment used when none is passed: a `gradekit.env` entry point's if installed, else in-process.
+
+    gradekit.runtime registers one (sandboxed Python graders, OpenAI-compatible model clients); graders
+    never import it.
+    """
     global _ENV
     if _ENV is None:
-        _ENV = Env()
+        from importlib.metadata import entry_points
+
+        found = sorted(entry_points(group="gradekit.env"), key=lambda e: e.name)
+        _ENV = found[0].load()() if found else Env()
     return _ENV
+
+
+def set_default_env(env: Env | None) -> None:
+    """Replace the default environment (None: discover it again on next use)."""
+    global _ENV
+    _ENV = env

@@ -8,7 +8,7 @@ from typing import Any
 
 from .errors import GradingError
 
-SampleInput = str | Mapping[str, Any] | list[Any]
+SampleInput = str | Mapping[str, Any] | list[Any] | GradingError
 
 
 def parse_json_output(text: str) -> Any:
@@ -57,6 +57,8 @@ def make_sample(output: SampleInput) -> dict[str, Any]:
     Accepts the model's output string, a dict already shaped as a sample (has `output_text`), a chat
     completion (has `choices`), or a message list whose last `assistant` message is the answer.
     """
+    if isinstance(output, GradingError):
+        raise output  # a reader that could not parse a row passes its error along as the sample
     if isinstance(output, str):
         return {
             "output_text": output,
