@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ERROR_FLAGS
-from .results import BatchResult, SampleNotes
+from .results import BatchResult, RunResult, SampleNotes
 
 
 @dataclass(slots=True)
@@ -48,6 +48,20 @@ class Aggregate:
             for grader, (flag, _) in notes.failures.items():
                 per = self.errors.setdefault(grader, {})
                 per[flag] = per.get(flag, 0) + 1
+
+    def add_result(self, result: RunResult) -> None:
+        """Count one sample from its OpenAI-shaped result (e.g. read back from a results file)."""
+        notes = None
+        details = result.metadata.scores.get("error_details")
+        if result.errors.any:
+            notes = SampleNotes()
+            if isinstance(details, dict) and details:
+                for grader, failure in details.items():
+                    notes.fail(grader, failure.get("flag", "other_error"), failure.get("message", ""))
+            else:
+                for flag in result.errors.flags():
+                    notes.fail(result.metadata.name, flag, "")  # type: ignore[arg-type]
+        self.add(result.reward, {k: float(v) for k, v in result.sub_rewards.items()}, notes)
 
     def add_batch(self, result: BatchResult) -> None:
         """Count every sample of a batch result."""

@@ -166,7 +166,7 @@ def make_result(
     """Assemble the OpenAI-shaped result of one sample."""
     scores: dict[str, Any] = dict(notes.scores) if notes else {}
     if notes and notes.failures:
-        scores["error_details"] = {g: message for g, (_, message) in notes.failures.items()}
+        scores["error_details"] = {g: {"flag": flag, "message": m} for g, (flag, m) in notes.failures.items()}
     return RunResult(
         reward=reward,
         sub_rewards=sub,

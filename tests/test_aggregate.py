@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 
-from gradekit.graders import Multi, StringCheck, run_batch
+from gradekit.graders import Multi, RunResult, StringCheck, run_batch
 from gradekit.graders.aggregate import Aggregate
 
 
@@ -33,3 +33,24 @@ def test_aggregate_over_batches_matches_direct_statistics() -> None:
     assert s["graders"]["b"]["reward_mean"] == 4 / 6
     assert s["errors"] == {"a": {"invalid_variable_error": {"count": 2, "rate": 2 / 6}}}
     assert s["failed_samples"] == 2
+
+
+def test_add_result_matches_add_batch() -> None:
+    m = Multi(
+        name="m",
+        graders={
+            "a": StringCheck(name="a", input="{{ sample.output_text }}", reference="{{ item.a }}", operation="eq"),
+            "b": StringCheck(name="b", input="{{ sample.output_json.x }}", reference="1", operation="eq"),
+        },
+        calculate_output="a + b",
+    )
+    res = run_batch(m, ["x", '{"x": 1}', "y"], [{"a": "x"}, {}, {"a": "y"}])
+    by_batch, by_result = Aggregate(), Aggregate()
+    by_batch.add_batch(res)
+    for r in res:
+        by_result.add_result(RunResult.model_validate_json(r.model_dump_json()))
+    assert by_result.summary() == by_batch.summary()
+    assert by_batch.summary()["errors"] == {
+        "b": {"invalid_variable_error": {"count": 2, "rate": 2 / 3}},
+        "a": {"invalid_variable_error": {"count": 1, "rate": 1 / 3}},
+    }

@@ -50,7 +50,9 @@ def test_undefined_variable_is_a_flag_not_an_exception() -> None:
     r = run(check("eq", input="{{ sample.output_json.missing }}"), '{"x": 1}', {"answer": "1"})
     assert r.reward == 0.0
     assert r.errors.flags() == ["invalid_variable_error"]
-    assert "sample.output_json.missing" in r.metadata.scores["error_details"]["check"]
+    failure = r.metadata.scores["error_details"]["check"]
+    assert failure["flag"] == "invalid_variable_error"
+    assert "sample.output_json.missing" in failure["message"]
 
 
 def test_jinja_template_and_mixed_text() -> None:

@@ -57,8 +57,8 @@ def explain(
         lines.append(f"  calculate_output: {g.calculate_output!r}")
     flags = r.errors.flags()
     lines.append(f"  errors: {', '.join(flags) if flags else 'none'}")
-    for name, message in r.metadata.scores.get("error_details", {}).items():
-        lines.append(f"    {name}: {message}")
+    for name, failure in r.metadata.scores.get("error_details", {}).items():
+        lines.append(f"    {name}: {failure['flag']}: {failure['message']}")
     for field in (
         "python_grader_runtime_error_details",
         "python_grader_server_error_type",

@@ -1,0 +1,163 @@
+"""The grading engine: a stream of (sample, item) pairs in, a stream of results out, in constant memory.
+
+Pairs are graded a chunk at a time through `arun_batch` (each grader node picks its executor: pure graders
+in-process and column-wise, Python graders in the environment's sandbox pool, model graders as concurrent
+requests); several chunks are in flight at once. Results come back in input order or as completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gradekit.graders import BatchResult, Env, Grader, RunResult, arun_batch, validate
+from gradekit.graders.aggregate import Aggregate
+from gradekit.graders.api import GraderLike
+from gradekit.graders.samples import SampleInput
+
+Pair = tuple[SampleInput, Mapping[str, Any] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Graded:
+    """One graded row: its position in the input and its OpenAI-shaped result."""
+
+    index: int
+    result: RunResult
+
+
+async def _chunks(pairs: Iterable[Pair] | AsyncIterable[Pair], size: int) -> AsyncIterator[tuple[int, list[Pair]]]:
+    start, chunk = 0, []
+    if isinstance(pairs, AsyncIterable):
+        async for pair in pairs:
+            chunk.append(pair)
+            if len(chunk) == size:
+                yield start, chunk
+                start, chunk = start + size, []
+    else:
+        for pair in pairs:
+            chunk.append(pair)
+            if len(chunk) == size:
+                yield start, chunk
+                start, chunk = start + size, []
+                await asyncio.sleep(0)  # let finished chunks be collected while a sync source is read
+    if chunk:
+        yield start, chunk
+
+
+class Engine:
+    """Grades streams of rows with one grader; `aggregate` holds the running summary."""
+
+    def __init__(
+        self,
+        grader: GraderLike,
+        *,
+        env: Env | None = None,
+        chunk_size: int = 256,
+        concurrency: int = 4,
+        ordered: bool = True,
+    ) -> None:
+        if chunk_size < 1 or concurrency < 1:
+            raise ValueError("chunk_size and concurrency must be at least 1")
+        self.grader: Grader = validate(grader)
+        self.env = env
+        self.chunk_size = chunk_size
+        self.concurrency = concurrency
+        self.ordered = ordered
+        self.aggregate = Aggregate(name=self.grader.name)
+
+    async def _grade_chunk(self, start: int, chunk: list[Pair]) -> tuple[int, BatchResult]:
+        samples = [s for s, _ in chunk]
+        items = [i for _, i in chunk]
+        return start, await arun_batch(self.grader, samples, items, env=self.env)
+
+    def _emit(self, start: int, result: BatchResult) -> list[Graded]:
+        self.aggregate.add_batch(result)
+        return [Graded(start + i, result[i]) for i in range(len(result))]
+
+    async def astream(self, pairs: Iterable[Pair] | AsyncIterable[Pair]) -> AsyncIterator[Graded]:
+        """Grade `pairs`, yielding each row's result (in input order unless `ordered=False`)."""
+        pending: set[asyncio.Task[tuple[int, BatchResult]]] = set()
+        waiting: dict[int, BatchResult] = {}  # finished chunks held back until the ones before them finish
+        next_start = 0
+
+        async def finished() -> list[Graded]:
+            nonlocal next_start
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            pending.difference_update(done)
+            out: list[Graded] = []
+            for task in done:
+                start, result = task.result()
+                if self.ordered:
+                    waiting[start] = result
+                else:
+                    out.extend(self._emit(start, result))
+            while next_start in waiting:
+                result = waiting.pop(next_start)
+                out.extend(self._emit(next_start, result))
+                next_start += len(result)
+            return out
+
+        try:
+            async for start, chunk in _chunks(pairs, self.chunk_size):
+                pending.add(asyncio.create_task(self._grade_chunk(start, chunk)))
+                # Held-back chunks count against the bound too: memory stays at `concurrency` chunks.
+                while len(pending) + len(waiting) >= self.concurrency:
+                    for graded in await finished():
+                        yield graded
+            while pending:
+                for graded in await finished():
+                    yield graded
+        finally:
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    def stream(self, pairs: Iterable[Pair], *, buffer: int = 1024) -> Iterator[Graded]:
+        """`astream` for synchronous callers: grading runs on an event loop in a worker thread."""
+        out: queue.Queue[Any] = queue.Queue(maxsize=buffer)
+        stop = threading.Event()
+        end = object()
+
+        async def pump() -> None:
+            async for graded in self.astream(pairs):
+                while not stop.is_set():
+                    try:
+                        out.put(graded, timeout=0.1)
+                        break
+                    except queue.Full:
+                        await asyncio.sleep(0)
+                if stop.is_set():
+                    return
+
+        def worker() -> None:
+            try:
+                asyncio.run(pump())
+            except BaseException as e:  # surfaced to the consumer below
+                out.put(e)
+            else:
+                out.put(end)
+
+        thread = threading.Thread(target=worker, name="gradekit-engine", daemon=True)
+        thread.start()
+        try:
+            while True:
+                got = out.get()
+                if got is end:
+                    return
+                if isinstance(got, BaseException):
+                    raise got
+                yield got
+        finally:
+            stop.set()
+            while thread.is_alive():
+                with contextlib.suppress(queue.Empty):
+                    out.get(timeout=0.05)
+            thread.join()
