@@ -129,8 +129,9 @@ async def arun_batch(
     start = time.perf_counter()
     outcome = await g.grade_batch(batch, env or _default_env())
     for i, e in batch.sample_errors().items():
-        if outcome.notes[i] is None or not outcome.notes[i].failed:  # type: ignore[union-attr]
-            outcome.fail(i, g.name, e.flag, e.message, e.detail)
+        # A sample that could not be built fails with that reason alone, whatever its graders made of it.
+        outcome.notes[i] = None
+        outcome.fail(i, g.name, e.flag, e.message, e.detail)
     return BatchResult(
         name=g.name,
         type=g.type,
