@@ -97,7 +97,10 @@ class FunctionGrader(Grader):
                 obj = import_reference(self.function)
             except (ImportError, AttributeError, ValueError) as e:
                 raise ValueError(f"function {self.function!r} cannot be imported: {e}") from None
-            self._bind(obj)
+            try:
+                self._bind(obj)
+            except TypeError as e:
+                raise ValueError(str(e)) from None
         return self
 
     def _bind(self, fn: Callable[..., Any]) -> None:

@@ -167,3 +167,10 @@ def test_defaults_and_types() -> None:
     assert TextSimilarity(name="t", input="a", reference="b", evaluation_metric="bleu").type == "text_similarity"
     assert PythonGrader(name="p", source="def grade(s, i):\n    return 1.0").image_tag is None
     assert LabelModel.openai_native and not load_grader("tests.sample_graders:exact_answer").openai_native
+
+
+def test_function_reference_with_a_bad_signature_is_a_validation_error() -> None:
+    problems = problems_of({"type": "function", "name": "f", "function": "os.path:join"})
+    assert any("must take (sample, item)" in p for p in problems), problems
+    with pytest.raises(GraderValidationError, match="must take"):
+        load_grader("os:getcwd")

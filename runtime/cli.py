@@ -1,0 +1,456 @@
+"""The `gradekit` command line: validate and run graders, grade datasets, serve the HTTP API.
+
+```
+gradekit validate GRADER
+gradekit run GRADER --sample TEXT [--item JSON]
+gradekit grade --grader G --data data.jsonl --samples samples.jsonl --out results.jsonl [--resume]
+gradekit grade --grader G --data data.jsonl --sample-from BASE_URL --model NAME --out results.jsonl
+gradekit serve [--host 127.0.0.1] [--port 8000] [--api-key KEY]
+```
+
+GRADER is a `.json`/`.yaml` file, JSON text, or a `module:function` reference (see `load_grader`).
+
+Plugins: upper layers add subcommands without this module importing them. Every entry point in the group
+`gradekit.commands` names a callable `register(subparsers) -> None`, given the `argparse` sub-parsers
+action: it calls `subparsers.add_parser(...)`, adds its options, and sets `func` with
+`parser.set_defaults(func=handler)`, where `handler(args: argparse.Namespace) -> int | None` returns the exit
+status (None means 0). A plugin that fails to load is logged and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from itertools import zip_longest
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from gradekit.graders import Grader, GraderValidationError, GradingError, RunResult, run, validate
+from gradekit.graders.aggregate import Aggregate
+from gradekit.runtime.engine import Engine, Pair
+from gradekit.runtime.jsonl import JsonlError, JsonlWriter, Line, count_lines, iter_lines, scan_complete_lines
+from gradekit.runtime.report import print_summary
+
+if TYPE_CHECKING:
+    import openai
+
+__all__ = ["COMMANDS_GROUP", "CLIError", "build_parser", "main"]
+
+logger = logging.getLogger(__name__)
+
+#: Entry point group of command plugins: each names `register(subparsers) -> None`.
+COMMANDS_GROUP = "gradekit.commands"
+
+
+class CLIError(Exception):
+    """A failure the CLI reports as `gradekit: error: <message>` with exit status 1."""
+
+
+def _say(message: str) -> None:
+    """A note on stderr that does not tear a progress bar apart."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        print(message, file=sys.stderr, flush=True)
+    else:
+        tqdm.write(message, file=sys.stderr)
+
+
+def _object(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise CLIError(f"{what} is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise CLIError(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+# --- validate, run ----------------------------------------------------------------------------------------
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    print(json.dumps(validate(args.grader).to_json(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    grader = validate(args.grader)
+    item = _object(args.item, "--item") if args.item is not None else None
+    print(run(grader, args.sample, item).model_dump_json(indent=2))
+    return 0
+
+
+# --- grade ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Done:
+    """Rows already in the results file: a contiguous prefix plus any stragglers (constant memory when ordered)."""
+
+    prefix: int = 0
+    extra: set[int] = field(default_factory=set)
+
+    def add(self, row: int) -> bool:
+        """Mark `row` done; False when it already was."""
+        if row in self:
+            return False
+        if row == self.prefix:
+            self.prefix += 1
+            while self.prefix in self.extra:
+                self.extra.remove(self.prefix)
+                self.prefix += 1
+        else:
+            self.extra.add(row)
+        return True
+
+    def __contains__(self, row: int) -> bool:
+        return row < self.prefix or row in self.extra
+
+    def __len__(self) -> int:
+        return self.prefix + len(self.extra)
+
+    @property
+    def last(self) -> int:
+        """The highest row done (-1 when none)."""
+        return max(self.extra, default=self.prefix - 1)
+
+
+def _result_line(line: Line, grader: Grader) -> tuple[int, RunResult]:
+    obj = line.parse()
+    if not isinstance(obj, dict) or not isinstance(obj.get("row"), int) or obj["row"] < 0:
+        raise JsonlError(line.path, line.number, "not a results line: no non-negative integer `row`")
+    row = obj.pop("row")
+    try:
+        result = RunResult.model_validate(obj)
+    except ValidationError as e:
+        raise JsonlError(line.path, line.number, f"not a results line: {e.error_count()} invalid field(s)") from None
+    if result.metadata.name != grader.name:
+        raise CLIError(
+            f"{line.where}: written by grader {result.metadata.name!r}, not {grader.name!r}; "
+            "grade into another file, or drop --resume to start over"
+        )
+    return row, result
+
+
+def _resume(out: Path, aggregate: Aggregate, grader: Grader) -> _Done:
+    """Fold the finished rows of `out` into `aggregate`; cut off a last line a killed run left unfinished."""
+    done = _Done()
+    end = 0
+    lines = scan_complete_lines(out)
+    for line, line_end in lines:
+        try:
+            row, result = _result_line(line, grader)
+        except JsonlError as e:
+            if next(lines, None) is not None:  # damage in the middle is not a cut-short write
+                raise CLIError(f"{e}; the results file is damaged: fix it or grade into a new file") from None
+            break
+        if not done.add(row):
+            raise CLIError(f"{line.where}: row {row} appears twice")
+        aggregate.add_result(result)
+        end = line_end
+    size = out.stat().st_size
+    if size > end:
+        os.truncate(out, end)
+        _say(f"gradekit: {out}: dropped an unfinished last line ({size - end} bytes); it will be graded again")
+    _say(f"gradekit: resuming: {len(done)} row(s) already graded in {out}")
+    return done
+
+
+def _mismatch(data: Path, n_data: int, samples: Path, n_samples: int) -> CLIError:
+    return CLIError(
+        f"{samples} has {n_samples} sample line(s) but {data} has {n_data} row(s): "
+        "give exactly one sample per data row, in the same order"
+    )
+
+
+def _item(line: Line) -> tuple[dict[str, Any] | None, GradingError | None]:
+    """A data row as the grader's `item`, or the error that fails it."""
+    try:
+        row = line.parse()
+    except JsonlError as e:
+        return None, GradingError("sample_parse_error", f"data row {e}")
+    if not isinstance(row, dict):
+        return None, GradingError(
+            "sample_parse_error", f"{line.where}: data row is a {type(row).__name__}, not an object"
+        )
+    return row, None
+
+
+def _sample(line: Line) -> Any:
+    try:
+        return line.parse()
+    except JsonlError as e:
+        return GradingError("sample_parse_error", str(e))
+
+
+def _failed(error: GradingError) -> GradingError:
+    _say(f"gradekit: {error.message}")
+    return error
+
+
+def _file_pairs(data: Path, samples: Path, done: _Done, rows: deque[int]) -> Iterator[Pair]:
+    """(sample, item) per data row not yet done, read lazily from both files in step."""
+    data_lines, sample_lines = iter_lines(data), iter_lines(samples)
+    n = 0
+    for row, (d, s) in enumerate(zip_longest(data_lines, sample_lines)):
+        if d is None:
+            raise _mismatch(data, row, samples, row + 1 + sum(1 for _ in sample_lines))
+        if s is None:
+            raise _mismatch(data, row + 1 + sum(1 for _ in data_lines), samples, row)
+        n = row + 1
+        if row in done:
+            continue
+        item, error = _item(d)
+        sample = _sample(s)
+        if error is None and isinstance(sample, GradingError):
+            error = sample
+        rows.append(row)
+        yield (_failed(error) if error is not None else sample), item
+    _check_done(done, data, n)
+
+
+def _check_done(done: _Done, data: Path, n: int) -> None:
+    if done.last >= n:
+        raise CLIError(f"the results file has row {done.last} but {data} has only {n} row(s)")
+
+
+async def _sample_row(client: openai.AsyncOpenAI, line: Line, model: str) -> Pair:
+    import openai
+
+    item, error = _item(line)
+    if error is not None or item is None:
+        return _failed(error or GradingError("sample_parse_error", f"{line.where}: no data row")), None
+    request: dict[str, Any] = {"model": model, "messages": item.get("messages")}
+    for key in ("response_format", "tools"):
+        if key in item:
+            request[key] = item[key]
+    try:
+        completion = await client.chat.completions.create(**request)
+    except openai.OpenAIError as e:
+        return _failed(GradingError("sample_parse_error", f"{line.where}: sampling failed: {e}")), item
+    return completion.model_dump(mode="json", exclude_unset=True), item
+
+
+async def _sampled_pairs(
+    data: Path, done: _Done, rows: deque[int], *, base_url: str, model: str, concurrency: int
+) -> AsyncIterator[Pair]:
+    """(completion, item) per data row not yet done, sampled `concurrency` rows at a time, in row order."""
+    import openai
+
+    api_key = os.environ.get("OPENAI_API_KEY") or "unused"
+    client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key)
+    window: deque[asyncio.Task[Pair]] = deque()
+    n = 0
+    try:
+        for row, line in enumerate(iter_lines(data)):
+            n = row + 1
+            if row in done:
+                continue
+            rows.append(row)
+            window.append(asyncio.create_task(_sample_row(client, line, model)))
+            if len(window) >= concurrency:
+                yield await window.popleft()
+        while window:
+            yield await window.popleft()
+        _check_done(done, data, n)
+    finally:
+        for task in window:
+            task.cancel()
+        await asyncio.gather(*window, return_exceptions=True)
+        await client.close()
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int | None, initial: int, quiet: bool) -> Any:
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, initial=initial, unit="row", file=sys.stderr, disable=quiet, dynamic_ncols=True)
+
+
+async def _drain(
+    engine: Engine, pairs: Iterable[Pair] | AsyncIterable[Pair], rows: deque[int], writer: JsonlWriter, bar: Any
+) -> None:
+    async for graded in engine.astream(pairs):
+        # The engine keeps input order, so results pair up with the rows the source handed out, first in first out.
+        writer.write_line(f'{{"row":{rows.popleft()},{graded.result.model_dump_json()[1:]}')
+        bar.update(1)
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    grader = validate(args.grader)
+    if (args.samples is None) == (args.sample_from is None):
+        raise CLIError("give exactly one of --samples and --sample-from")
+    if args.sample_from is not None and not args.model:
+        raise CLIError("--sample-from needs --model")
+    data, out = Path(args.data), Path(args.out)
+    samples = Path(args.samples) if args.samples is not None else None
+    for path in (data, samples):
+        if path is not None and not path.exists():
+            raise CLIError(f"{path}: no such file")
+        if path is not None and path.is_dir():
+            raise CLIError(f"{path}: is a directory")
+    total = count_lines(data)
+    if samples is not None:
+        n_samples = count_lines(samples)
+        if total is not None and n_samples is not None and total != n_samples:
+            raise _mismatch(data, total, samples, n_samples)
+
+    engine = Engine(grader, chunk_size=args.chunk_size, concurrency=args.concurrency)
+    resuming = args.resume and out.exists()
+    done = _resume(out, engine.aggregate, grader) if resuming else _Done()
+    rows: deque[int] = deque()
+    pairs: Iterable[Pair] | AsyncIterable[Pair]
+    if samples is not None:
+        pairs = _file_pairs(data, samples, done, rows)
+    else:
+        pairs = _sampled_pairs(
+            data, done, rows, base_url=args.sample_from, model=args.model, concurrency=args.sample_concurrency
+        )
+    bar = _progress(total, len(done), args.quiet)
+    writer = JsonlWriter(out, append=resuming)
+    try:
+        with writer:
+            asyncio.run(_drain(engine, pairs, rows, writer, bar))
+    except KeyboardInterrupt:
+        _say(f"gradekit: interrupted; {writer.count} new row(s) written to {out}: rerun with --resume to go on")
+        return 130
+    finally:
+        bar.close()
+    print_summary(engine.aggregate.summary(), title=f"grader: {grader.name} ({grader.type}) on {data}")
+    return 0
+
+
+# --- serve ------------------------------------------------------------------------------------------------
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from gradekit.runtime.server import serve
+
+    api_key = args.api_key or os.environ.get("GRADEKIT_API_KEY") or None
+    if api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        _say(f"gradekit: warning: serving on {args.host} without an API key: anyone who can reach it can grade")
+    serve(args.host, args.port, api_key, max_body_bytes=args.max_body_bytes, log_level=args.log_level)
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
+def _add(
+    subparsers: Any, name: str, handler: Callable[[argparse.Namespace], int], help: str
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(name, help=help, description=help)
+    parser.set_defaults(func=handler)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: gradekit's own subcommands, then those of `gradekit.commands` plugins."""
+    parser = argparse.ArgumentParser(prog="gradekit", description="Graders (reward functions) for RFT.")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    grader_help = "a grader: .json/.yaml file, JSON text, or module:function"
+
+    p = _add(sub, "validate", _cmd_validate, "check a grader; print it normalised, or every problem (exit 1)")
+    p.add_argument("grader", metavar="GRADER", help=grader_help)
+
+    p = _add(sub, "run", _cmd_run, "grade one sample and print the result JSON (as OpenAI's graders.run)")
+    p.add_argument("grader", metavar="GRADER", help=grader_help)
+    p.add_argument("--sample", required=True, metavar="TEXT", help="the model's output (the `sample` namespace)")
+    p.add_argument("--item", metavar="JSON", help="the dataset row as a JSON object (the `item` namespace)")
+
+    p = _add(sub, "grade", _cmd_grade, "grade a JSONL dataset; write one result line per row, print a summary")
+    p.add_argument("--grader", required=True, metavar="GRADER", help=grader_help)
+    p.add_argument("--data", required=True, metavar="FILE", help="OpenAI RFT JSONL: each whole row is the item")
+    p.add_argument(
+        "--samples",
+        metavar="FILE",
+        help="JSONL, one line per data row: a JSON string, an object with output_text, or a chat completion",
+    )
+    p.add_argument("--out", required=True, metavar="FILE", help='results JSONL: {"row": N, ...RunResult}')
+    p.add_argument("--resume", action="store_true", help="keep the rows already in --out; grade only the rest")
+    p.add_argument("--chunk-size", type=_positive, default=256, metavar="N", help="rows per grading batch")
+    p.add_argument("--concurrency", type=_positive, default=4, metavar="N", help="batches in flight")
+    p.add_argument(
+        "--sample-from",
+        metavar="BASE_URL",
+        help="sample each row's answer from this OpenAI-compatible endpoint instead of --samples "
+        "(messages, response_format and tools of the row; key from OPENAI_API_KEY); a failed request "
+        "grades that row as a sample_parse_error",
+    )
+    p.add_argument("--model", metavar="NAME", help="the model to sample with --sample-from")
+    p.add_argument("--sample-concurrency", type=_positive, default=8, metavar="N", help="sampling requests in flight")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    p = _add(sub, "serve", _cmd_serve, "serve the grader HTTP API (OpenAI's graders run/validate, batch runs)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--api-key", metavar="KEY", help="require `Authorization: Bearer KEY` (default $GRADEKIT_API_KEY)")
+    p.add_argument("--max-body-bytes", type=_positive, default=8 * 1024 * 1024, metavar="N", help="request size cap")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+
+    for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        try:
+            ep.load()(sub)
+        except Exception:
+            logger.warning("%s plugin %r (%s) failed; skipped", COMMANDS_GROUP, ep.name, ep.value, exc_info=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `gradekit` command line; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error argparse has already explained
+        return e.code if isinstance(e.code, int) else 2
+    handler = getattr(args, "func", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(handler(args) or 0)
+    except GraderValidationError as e:
+        print(f"gradekit: invalid grader ({len(e.problems)} problem(s)):", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    except (CLIError, JsonlError, OSError) as e:
+        print(f"gradekit: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("gradekit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,564 @@
+"""The HTTP API: OpenAI's grader `run`/`validate` endpoints, gradekit's batch endpoint, and plugin routes.
+
+```
+POST /v1/fine_tuning/alpha/graders/run        {"grader", "model_sample", "item"?}  -> RunResult JSON
+POST /v1/fine_tuning/alpha/graders/validate   {"grader"}                           -> {"grader": normalised}
+POST /v1/gradekit/graders/run_batch           {"grader", "model_samples", "items"?} -> {"results", "summary"}
+GET  /health                                                                       -> {"status": "ok"}
+```
+
+Requests and responses are OpenAI's, so the `openai` SDK talks to this server with `base_url=".../v1"`;
+errors are OpenAI's too: `{"error": {"message", "type", "param", "code"}}`. Graders arrive as JSON objects
+only: a string is never read as a file path, and `function` graders (which import server-side code) are
+refused. `python` graders run in the environment's Python executor: a sandbox when the runtime's environment
+provides one, in-process (trusted code only) with the bare default `Env`.
+
+Plugins: upper layers add routes without this module importing them. Every entry point in the group
+`gradekit.routes` names a callable `register(app: FastAPI) -> None`, called once per `create_app` after the
+built-in routes (which therefore win on a clash). A plugin that fails to load is logged and skipped. Plugin
+routes sit behind the same API key and body limit and may raise `APIError` for OpenAI-style errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gradekit.graders import Env, Grader, GraderValidationError, RunResult, arun, arun_batch, validate
+from gradekit.graders.aggregate import Aggregate
+from gradekit.graders.models import GRADER_TYPES
+
+__all__ = [
+    "BATCH_PATH",
+    "MAX_BODY_BYTES",
+    "ROUTES_GROUP",
+    "RUN_PATH",
+    "VALIDATE_PATH",
+    "APIError",
+    "create_app",
+    "error_response",
+    "running",
+    "serve",
+]
+
+logger = logging.getLogger(__name__)
+
+RUN_PATH = "/v1/fine_tuning/alpha/graders/run"
+VALIDATE_PATH = "/v1/fine_tuning/alpha/graders/validate"
+BATCH_PATH = "/v1/gradekit/graders/run_batch"
+#: Entry point group of route plugins: each names `register(app: FastAPI) -> None`.
+ROUTES_GROUP = "gradekit.routes"
+MAX_BODY_BYTES = 8 * 1024 * 1024
+#: Paths answered without an API key (load balancers and orchestrators probe them).
+PUBLIC_PATHS = frozenset({"/health"})
+
+_SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
+_NO_KEY = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization header "
+    "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+)
+_BAD_JSON = (
+    "We could not parse the JSON body of your request. The API expects a JSON payload, "
+    "but what was sent was not valid JSON."
+)
+
+
+class APIError(Exception):
+    """Raise in a route to answer with an OpenAI-style error (`status`, and the fields of `error`)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    type: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """An OpenAI-style error response: `{"error": {"message", "type", "param", "code"}}`."""
+    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+# --- requests ---------------------------------------------------------------------------------------------
+
+
+class RunRequest(BaseModel):
+    """Body of `POST /v1/fine_tuning/alpha/graders/run` (OpenAI's `GraderRunParams`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grader: dict[str, Any]
+    model_sample: str
+    item: dict[str, Any] | None = None
+
+
+class ValidateRequest(BaseModel):
+    """Body of `POST /v1/fine_tuning/alpha/graders/validate`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grader: dict[str, Any]
+
+
+class BatchRequest(BaseModel):
+    """Body of `POST /v1/gradekit/graders/run_batch`: samples are strings, samples, completions or messages."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grader: dict[str, Any]
+    model_samples: list[Any]
+    items: list[dict[str, Any] | None] | None = None
+
+
+class BatchResponse(BaseModel):
+    """Response of `POST /v1/gradekit/graders/run_batch`."""
+
+    results: list[RunResult]
+    summary: dict[str, Any] = Field(description="Aggregate.summary() of the results")
+
+
+# --- graders from request bodies --------------------------------------------------------------------------
+
+_LOC = re.compile(r"^([A-Za-z_][\w-]*(?:\.[\w-]+)*): (.*)$", re.S)
+
+
+def _field(problem: str) -> tuple[str | None, str]:
+    """Split a validation problem into the request field it names (`grader.…`) and its message."""
+    m = _LOC.match(problem)
+    if m is None:
+        if "grader type" in problem or "`type`" in problem:
+            return "grader.type", problem
+        return None, problem
+    parts = m[1].split(".")
+    # Validation paths carry the union's type tag (`multi.graders.a.string_check.operation`): drop it.
+    if parts[0] in GRADER_TYPES:
+        parts = parts[1:]
+    out: list[str] = []
+    i = 0
+    while i < len(parts):
+        out.append(parts[i])
+        i += 1
+        if out[-1] == "graders" and i < len(parts):
+            out.append(parts[i])
+            i += 1
+            if i < len(parts) and parts[i] in GRADER_TYPES:
+                i += 1
+    return ".".join(["grader", *out]), m[2]
+
+
+def _invalid_grader(problems: list[str]) -> APIError:
+    fields = [_field(p) for p in problems]
+    param = next((f for f, _ in fields if f is not None), "grader")
+    listed = "\n".join(f"  - {f}: {msg}" if f else f"  - {msg}" for f, msg in fields)
+    return APIError(400, f"Invalid grader ({len(problems)} problem(s)):\n{listed}", param=param)
+
+
+def _sub_graders(obj: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    graders = obj.get("graders")
+    if isinstance(graders, Mapping):
+        if "type" in graders:  # the SDK's single-grader form
+            return [("graders", graders)]
+        return [(f"graders.{k}", v) for k, v in graders.items()]
+    if isinstance(graders, list):
+        return [(f"graders.{i}", v) for i, v in enumerate(graders)]
+    return []
+
+
+def _is_function(node: Any) -> bool:
+    return isinstance(node, Mapping) and node.get("type") == "function"
+
+
+def _refusal(path: str) -> str:
+    return (
+        f"{path + '.' if path else ''}type: `function` graders run server-side Python and are not accepted "
+        "over HTTP; send a `python` grader instead"
+    )
+
+
+def _without_functions(obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """`obj` with `function` sub-graders swapped for inert stand-ins, and a problem for each one swapped.
+
+    `function` graders would import server-side code, so they are refused; the stand-ins keep the
+    rest of the grader (formula names included) checkable, so one answer still lists every problem.
+    """
+    subs = _sub_graders(obj) if obj.get("type") == "multi" else []
+    refused = [path for path, node in subs if _is_function(node)]
+    if not refused:
+        return obj, []
+
+    def inert(node: Any) -> Any:
+        if not _is_function(node):
+            return node
+        return {
+            "type": "string_check",
+            "name": str(node.get("name", "")),
+            "input": "",
+            "reference": "",
+            "operation": "eq",
+        }
+
+    graders = obj["graders"]
+    if isinstance(graders, list):
+        swapped: Any = [inert(g) for g in graders]
+    elif "type" in graders:
+        swapped = inert(graders)
+    else:
+        swapped = {k: inert(v) for k, v in graders.items()}
+    return {**obj, "graders": swapped}, [_refusal(path) for path in refused]
+
+
+def _grader(obj: dict[str, Any]) -> Grader:
+    if _is_function(obj):
+        raise _invalid_grader([_refusal("")])
+    checked, problems = _without_functions(obj)
+    try:
+        grader = validate(checked)
+    except GraderValidationError as e:
+        problems += e.problems
+    if problems:
+        raise _invalid_grader(problems)
+    return grader
+
+
+def _json(text: str, status: int = 200) -> Response:
+    return Response(text, status_code=status, media_type="application/json")
+
+
+# --- error mapping ----------------------------------------------------------------------------------------
+
+
+def _request_field(loc: tuple[Any, ...]) -> str | None:
+    parts = [str(p) for p in loc[1:]] if loc and loc[0] == "body" else [str(p) for p in loc]
+    return ".".join(parts) or None
+
+
+_TYPE_NAMES = {
+    "string_type": "a string",
+    "dict_type": "an object",
+    "list_type": "an array",
+    "model_attributes_type": "an object",
+}
+
+
+def _validation_message(error: Mapping[str, Any]) -> tuple[str | None, str]:
+    kind = error.get("type", "")
+    loc = tuple(error.get("loc", ()))
+    param = _request_field(loc)
+    if kind == "json_invalid":
+        return None, _BAD_JSON
+    if param is None:
+        if kind == "missing":
+            return None, "The request has no body; send a JSON object."
+        return None, "The request body must be a JSON object."
+    if kind == "missing":
+        return param, f"Missing required parameter: '{param}'."
+    if kind == "extra_forbidden":
+        return param, f"Unrecognized request argument supplied: {param}"
+    if kind in _TYPE_NAMES:
+        got = type(error.get("input")).__name__
+        return param, f"Invalid type for '{param}': expected {_TYPE_NAMES[kind]}, but got {_json_type(got)} instead."
+    return param, f"Invalid value for '{param}': {error.get('msg', 'invalid')}."
+
+
+def _json_type(python_type: str) -> str:
+    return {
+        "str": "a string",
+        "int": "an integer",
+        "float": "a decimal",
+        "bool": "a boolean",
+        "NoneType": "null",
+        "list": "an array",
+        "dict": "an object",
+    }.get(python_type, python_type)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    found = [_validation_message(e) for e in exc.errors()]
+    param = next((p for p, _ in found if p is not None), None)
+    message = " ".join(dict.fromkeys(m for _, m in found)) or "Invalid request."
+    return error_response(400, message, param=param)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    where = f"{request.method} {request.url.path}"
+    if exc.status_code == 404:
+        message = f"Invalid URL ({where})"
+    elif exc.status_code == 405:
+        message = f"Method not allowed ({where})"
+    else:
+        message = str(exc.detail)
+    kind = "server_error" if exc.status_code >= 500 else "invalid_request_error"
+    return error_response(exc.status_code, message, type=kind, headers=exc.headers)
+
+
+async def _on_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return error_response(exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code)
+
+
+# --- middleware (pure ASGI: they answer before a body is read or a route runs) ------------------------------
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+class _InternalErrors:
+    """Any exception a route leaks: logged with its traceback, answered 500 `server_error` without it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            logger.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await error_response(500, _SERVER_ERROR, type="server_error")(scope, receive, send)
+
+
+class _ApiKey:
+    """Requires `Authorization: Bearer <key>` on every path but `PUBLIC_PATHS`."""
+
+    def __init__(self, app: ASGIApp, api_key: str) -> None:
+        self.app = app
+        self.key = api_key.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        header = _header(scope, b"authorization") or b""
+        scheme, _, token = header.partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key):
+            await self.app(scope, receive, send)
+            return
+        message = "Incorrect API key provided." if token.strip() else _NO_KEY
+        response = error_response(401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+        await response(scope, receive, send)
+
+
+class _BodyLimit:
+    """Answers 413 to bodies over `limit` bytes (declared or streamed), before the app reads them."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"Request body too large: the limit is {self.limit} bytes."
+        response = error_response(413, message, code="request_too_large", headers={"Connection": "close"})
+        await response(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._too_large(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: wait for the disconnect, as the server would
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+# --- the app ----------------------------------------------------------------------------------------------
+
+
+def _load_plugins(app: FastAPI) -> None:
+    for ep in sorted(entry_points(group=ROUTES_GROUP), key=lambda e: e.name):
+        try:
+            ep.load()(app)
+        except Exception:
+            logger.warning("%s plugin %r (%s) failed; skipped", ROUTES_GROUP, ep.name, ep.value, exc_info=True)
+
+
+def create_app(*, api_key: str | None = None, max_body_bytes: int = MAX_BODY_BYTES, env: Env | None = None) -> FastAPI:
+    """The gradekit HTTP API; `env` grades (None: the default environment), `api_key` guards every route."""
+    app = FastAPI(
+        title="gradekit",
+        summary="OpenAI-compatible grader run/validate API and gradekit's batch grading",
+        version=_version(),
+    )
+    app.state.env = env
+
+    @app.post(RUN_PATH, responses={200: {"model": RunResult}})
+    async def run_grader(body: RunRequest) -> Response:
+        """Grade one sample, as OpenAI's `fine_tuning.alpha.graders.run`."""
+        grader = _grader(body.grader)
+        result = await arun(grader, body.model_sample, body.item, env=app.state.env)
+        return _json(result.model_dump_json())
+
+    @app.post(VALIDATE_PATH)
+    async def validate_grader(body: ValidateRequest) -> dict[str, Any]:
+        """Validate a grader, as OpenAI's `fine_tuning.alpha.graders.validate`; answers it normalised."""
+        return {"grader": _grader(body.grader).to_json()}
+
+    @app.post(BATCH_PATH, responses={200: {"model": BatchResponse}})
+    async def run_batch(body: BatchRequest) -> Response:
+        """Grade many samples with one grader (the fast path); results in order plus their summary."""
+        grader = _grader(body.grader)
+        if body.items is not None and len(body.items) != len(body.model_samples):
+            raise APIError(
+                400,
+                f"'items' has {len(body.items)} entries but 'model_samples' has {len(body.model_samples)}; "
+                "give one item per sample.",
+                param="items",
+            )
+        batch = await arun_batch(grader, body.model_samples, body.items, env=app.state.env)
+        aggregate = Aggregate(name=grader.name)
+        aggregate.add_batch(batch)
+        results = ",".join(r.model_dump_json() for r in batch)
+        return _json(f'{{"results":[{results}],"summary":{json.dumps(aggregate.summary(), separators=(",", ":"))}}}')
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        """Liveness probe (no API key needed)."""
+        return {"status": "ok"}
+
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(APIError, _on_api_error)
+    # The last added runs first: errors wrap everything, the key is checked before any body is read.
+    app.add_middleware(_BodyLimit, limit=max_body_bytes)
+    if api_key:
+        app.add_middleware(_ApiKey, api_key=api_key)
+    app.add_middleware(_InternalErrors)
+    _load_plugins(app)
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gradekit")
+    except PackageNotFoundError:
+        return "0"
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    env: Env | None = None,
+    log_level: str = "info",
+) -> None:
+    """Serve the API with uvicorn until interrupted (on 127.0.0.1 unless `host` says otherwise)."""
+    app = create_app(api_key=api_key, max_body_bytes=max_body_bytes, env=env)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+@contextlib.contextmanager
+def running(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, timeout: float = 10.0) -> Iterator[str]:
+    """Serve `app` with uvicorn in a background thread; yields its base URL and stops the server on exit.
+
+    `port=0` picks a free port. Used by tests and by callers that need a grader server for a while.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        lifespan="auto",
+        ws="none",
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=max(1, int(timeout)),
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=lambda: asyncio.run(server.serve(sockets=[sock])), name=f"gradekit-server-{bound}", daemon=True
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"server on {host}:{bound} did not start within {timeout} s")
+            time.sleep(0.005)
+        yield f"http://{host}:{bound}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+        sock.close()
