@@ -7,7 +7,7 @@ import logging
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from typing import Any
 
 import openai
@@ -15,8 +15,8 @@ import pytest
 from fastapi import FastAPI
 
 from gradekit.graders import Env
-from gradekit.graders.api import set_default_env
-from gradekit.runtime import server
+from gradekit.runtime import fake_llm, server
+from gradekit.runtime.model_client import OpenAIModelClient
 from gradekit.runtime.server import APIError, create_app, running
 
 PY_SOURCE = "def grade(sample, item):\n    return 1.0 if sample['output_text'] == item['answer'] else 0.0\n"
@@ -104,8 +104,7 @@ def test_run_reports_failures_as_flags(client: openai.OpenAI) -> None:
     assert "ValueError: nope" in (r.metadata.errors.python_grader_runtime_error_details or "")
 
 
-def test_run_score_model_against_scripted_judge(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_llm = pytest.importorskip("gradekit.runtime.fake_llm")
+def test_run_score_model_against_scripted_judge() -> None:
     grader = {
         "type": "score_model",
         "name": "judge",
@@ -114,23 +113,15 @@ def test_run_score_model_against_scripted_judge(monkeypatch: pytest.MonkeyPatch)
         "input": [{"role": "user", "content": "Is {{ sample.output_text }} the same as {{ item.answer }}?"}],
     }
     with fake_llm.FakeLLM(script=[fake_llm.Judge(1.0)], response_model="judge-model-2025") as llm:
-        monkeypatch.setenv("GRADEKIT_MODEL_BASE_URL", llm.base_url)
-        env: Env | None = None
-        if not list(entry_points(group="gradekit.env")):
-            # No runtime environment registered yet: build its model client by hand (same env variable).
-            model_client = pytest.importorskip("gradekit.runtime.model_client")
-            env = Env(model=model_client.OpenAIModelClient(max_retries=0))
-        set_default_env(None)
+        judge = OpenAIModelClient(base_url=llm.base_url, max_retries=0)
         try:
             with (
-                running(create_app(env=env)) as url,
+                running(create_app(env=Env(model=judge))) as url,
                 openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0) as c,
             ):
                 r = c.fine_tuning.alpha.graders.run(grader=grader, model_sample="yes", item={"answer": "yes"})  # type: ignore[arg-type]
         finally:
-            set_default_env(None)
-            if env is not None:
-                env.model.close()  # type: ignore[union-attr]
+            judge.close()
     assert r.reward == 1.0
     assert r.metadata.sampled_model_name == "judge-model-2025"
     assert r.metadata.token_usage and r.metadata.token_usage > 0

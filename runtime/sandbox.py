@@ -1,0 +1,1312 @@
+"""Sandboxed `python` graders: `SandboxPool`, a warm pool of locked-down worker processes.
+
+`SandboxPool` implements `gradekit.graders.PythonExecutor`, so `Env(python=SandboxPool())` runs every
+`python` grader's `grade(sample, item)` outside this process, with OpenAI's python grader limits.
+
+Process model. Each worker is `python -I -B -X utf8 -c <worker code>`, started fresh from this
+interpreter with a scrubbed environment (`PATH`, `LANG`, `HOME` and `TMPDIR` pointing at a private temp
+directory, one-thread BLAS/OpenMP settings, plus the pool's `extra_env`) in its own session. The worker
+code is the `_worker_*` functions below, sent as source, so a worker imports only the standard library
+and starts in tens of milliseconds. One thread of this process drives each worker over pipes: requests on
+the worker's stdin, replies on its stdout, each frame a 4-byte big-endian length and a JSON object;
+whatever user code writes to stdout or stderr (both are the worker's stderr pipe) is drained by that
+thread into a bounded buffer. A worker compiles a grader source once (cached by its SHA-256) and then
+grades sample after sample. The samples of a batch are shared out to the workers as each becomes free.
+Nothing starts before the first `run`; `close()` kills and reaps every worker and deletes their temp
+directories.
+
+Failures, one sample at a time (samples before and after it, in the same batch too, are graded normally):
+
+| what happened                                             | flag                          | detail / type         |
+|-----------------------------------------------------------|-------------------------------|-----------------------|
+| `grade()` raised (`RecursionError`, `SystemExit` too)     | `python_grader_runtime_error` | captured output + tb  |
+| the source does not compile, raises, or has no `grade`    | `python_grader_runtime_error` | traceback             |
+| the sample or item is not JSON-serializable               | `python_grader_runtime_error` | the reason            |
+| wall time over `timeout` (worker replaced)                | `unresponsive_reward_error`   | -                     |
+| CPU time over `cpu_time`: `SIGXCPU` (worker replaced)     | `python_grader_server_error`  | `cpu_time_limit`      |
+| `MemoryError`, or a death close to the memory limit       | `python_grader_server_error`  | `memory_limit`        |
+| the result is larger than `max_output_bytes`              | `python_grader_server_error`  | `output_limit`        |
+| `os._exit`, a fatal signal, a broken protocol (replaced)  | `python_grader_server_error`  | `worker_crashed`      |
+| a worker could not start                                  | `python_grader_server_error`  | `worker_start_failed` |
+| `close()` came first                                      | `python_grader_server_error`  | `pool_closed`         |
+
+A source whose loading times out, crashes or hits a limit gets that same error for its later samples, for
+the pool's lifetime, without being tried again. Results are not judged here: `None`, booleans, numbers,
+strings and NaN/inf come back as they are, anything else as a `ForeignValue` (its type name and `repr`);
+`coerce_reward`, applied by the caller, makes all but finite numbers a `python_grader_runtime_error`.
+
+How each limit is enforced (on Linux; elsewhere only the parent-side parts and the audit hook apply):
+
+- Wall time: the parent's `poll` deadline, then SIGKILL. Nothing escapes it.
+- CPU time: an `RLIMIT_CPU` soft limit, set by the parent (`prlimit`) before each call to the worker's CPU
+  time so far plus `cpu_time`, in whole seconds; `SIGXCPU` ends the worker. User code that ignores
+  `SIGXCPU` runs on until the wall timeout.
+- Memory: `RLIMIT_AS` (address space, which is more than resident memory).
+- Output: user stdout and stderr go to a pipe the parent drains, keeping the last `max_output_bytes` of
+  each call (shown before the traceback of a runtime error), so printing 100 MB costs time, not memory. A
+  reply over `max_output_bytes` is refused. Files written to the temp directory are not bounded (that
+  takes a disk quota or a sized tmpfs).
+- No child processes: the audit hook refuses `os.fork`, `os.forkpty`, `os.exec*`, `os.posix_spawn`,
+  `os.spawn*`, `os.system`, `subprocess.Popen` and ctypes lookups of `fork`, `execve`, `system`,
+  `syscall` and the like; a seccomp filter refuses `fork`, `vfork`, `execve(at)` and `clone` without
+  `CLONE_THREAD` (`clone3` answers `ENOSYS`, so threads still start, through `clone`). `RLIMIT_NPROC` is
+  not used: it counts all processes and threads of the user, and root is exempt.
+- No network: the audit hook refuses sockets other than `AF_UNIX`, `connect`, `bind`, `sendto` and name
+  lookups; where permitted (root), the worker also enters a new network namespace with no interface up.
+- No secrets: the environment is scrubbed; capabilities are dropped and the worker is non-dumpable, so
+  the kernel refuses `/proc/<parent>/environ` and other processes' memory; the audit hook refuses opening
+  `/proc` entries of other processes and `/proc/*/mem`. Files the worker's user may read stay readable.
+- No escape from the above: seccomp refuses `setrlimit`/`prlimit64` with a new limit, `unshare`, `setns`,
+  `mount`, `chroot`, `ptrace`, `process_vm_*`, `bpf`, `perf_event_open`, `io_uring_setup`, and signals to
+  any other process; a syscall of another ABI kills the worker.
+
+The audit hook is a guard against honest mistakes, not a security boundary: native code (ctypes, a C
+extension) can get around it. The kernel-level parts (rlimits, seccomp, network namespace, capabilities,
+the wall timeout) hold against native code too; `SandboxPool.isolation` says which are active. For
+hostile code, also run the pool as an unprivileged user in a container.
+
+User code may break interpreter state that the worker, or the next grader in the same worker, relies on.
+After each call the worker puts back `builtins`, stdio, the recursion limit, the environment and the
+working directory (a closed stdio stream or a deleted working directory retires the worker). Before it
+runs a grader other than the last one, it checks `sys.modules`, signal handlers, interval timers, the
+signal mask and trace functions: if any changed, that sample goes to a fresh worker instead. (A grader's
+own later samples see what it changed, as in any long-lived process.)
+
+Packages: a worker imports from the same site-packages as this interpreter (and the directories of
+`PYTHONPATH`), so every installed package of OpenAI's python grader image is importable;
+`available_packages()` says which are. With gradekit's `similarity` and `embeddings` extras (all in
+`dev`) that is numpy, scipy, sympy, scikit-learn, rapidfuzz, rouge-score, jsonschema, pydantic, pyyaml
+and nltk; pandas, deepdiff, sqlparse, rdkit, scikit-bio and ast-grep-py are not gradekit dependencies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import functools
+import hashlib
+import importlib.util
+import inspect
+import json
+import math
+import os
+import resource
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final
+
+from gradekit.graders import Call, GradingError, PythonGrader
+from gradekit.graders.errors import MAX_DETAIL_CHARS, truncate_detail
+
+__all__ = ["GRADER_IMAGE_PACKAGES", "ForeignValue", "SandboxPool", "available_packages"]
+
+#: The packages of OpenAI's python grader image: import name -> distribution name.
+GRADER_IMAGE_PACKAGES: Final[dict[str, str]] = {
+    "numpy": "numpy",
+    "scipy": "scipy",
+    "sympy": "sympy",
+    "pandas": "pandas",
+    "rapidfuzz": "rapidfuzz",
+    "sklearn": "scikit-learn",
+    "rouge_score": "rouge-score",
+    "deepdiff": "deepdiff",
+    "jsonschema": "jsonschema",
+    "pydantic": "pydantic",
+    "yaml": "pyyaml",
+    "nltk": "nltk",
+    "sqlparse": "sqlparse",
+    "rdkit": "rdkit",
+    "skbio": "scikit-bio",
+    "ast_grep_py": "ast-grep-py",
+}
+
+
+def available_packages() -> dict[str, bool]:
+    """Which packages of OpenAI's python grader image sandboxed graders can import here, by distribution name."""
+    return {dist: importlib.util.find_spec(name) is not None for name, dist in GRADER_IMAGE_PACKAGES.items()}
+
+
+# --------------------------------------------------------------------------------------------- worker side
+# These functions run inside the worker: their source is the program given to `python -c`, so they use only
+# the standard library, import it locally, and call nothing else of this module but each other.
+
+
+def _worker_main() -> None:
+    """A worker process: lock itself down, then grade requests from the parent until its pipe closes."""
+    import json
+    import linecache
+    import os
+    import resource
+    import struct
+    import sys
+    import traceback
+    import types
+
+    config = json.loads(sys.argv[1])
+    proto_in, proto_out = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)  # user stdout joins stderr, the parent's bounded output pipe; the protocol has private fds
+    for entry in config["path"]:
+        if entry not in sys.path:
+            sys.path.append(entry)
+    isolation = _worker_isolate(config)
+    touched: set[str] = set()
+    verify, repair = _worker_guard(touched)
+    max_output, max_detail, pid = config["max_output"], config["max_detail"], os.getpid()
+
+    # What runs between user code and `repair` is bound here, out of reach of changes to builtins or modules.
+    header = struct.Struct(">I")
+    encode = json.JSONEncoder(separators=(",", ":")).encode
+    decode = json.JSONDecoder().decode
+    read, write, exit_now = os.read, os.write, os._exit
+    rusage, rusage_self = resource.getrusage, resource.RUSAGE_SELF
+    format_exception, lines = traceback.format_exception, linecache.cache
+    new_module, modules, coroutine = types.ModuleType, sys.modules, types.CoroutineType
+    instance_of, encode_value, to_str, length = isinstance, _worker_encode, str, len
+    memory_error, any_exception = MemoryError, BaseException
+    stdout, stderr = sys.stdout, sys.stderr
+    graders: dict[str, tuple[Any, ...]] = {}
+    inbuf = bytearray()
+    loads, current, broken = 0, None, False
+
+    def cpu() -> float:
+        usage = rusage(rusage_self)
+        return usage.ru_utime + usage.ru_stime
+
+    def send(message: dict[str, Any] | str) -> None:
+        data = (message if instance_of(message, str) else encode(message)).encode("ascii")
+        view = memoryview(header.pack(length(data)) + data)
+        while view:
+            view = view[write(proto_out, view) :]
+
+    def receive() -> bytes | None:
+        while True:
+            if length(inbuf) >= 4:
+                (size,) = header.unpack_from(inbuf)
+                if length(inbuf) >= 4 + size:
+                    body = bytes(inbuf[4 : 4 + size])
+                    del inbuf[: 4 + size]
+                    return body
+            chunk = read(proto_in, 1 << 16)
+            if not chunk:
+                return None
+            inbuf.extend(chunk)
+
+    def run_user(fn: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+        nonlocal broken
+        try:
+            value = fn(*args)
+            if instance_of(value, coroutine):
+                import asyncio
+
+                value = asyncio.run(value)
+        except memory_error:
+            raise  # nothing to repair: the worker retires
+        except any_exception as exc:
+            broken = repair() or broken
+            return False, exc
+        broken = repair() or broken  # first thing after user code: the worker's own code needs builtins
+        return True, value
+
+    def describe(exc: BaseException) -> str:
+        try:
+            text = to_str(exc)
+        except any_exception:
+            text = "<str() of the exception failed>"
+        return f"{type(exc).__name__}: {text}"[:1000]
+
+    def details(exc: BaseException) -> str:
+        try:
+            tb = exc.__traceback__
+            text = "".join(format_exception(type(exc), exc, tb.tb_next if tb is not None else None))
+        except any_exception:
+            text = describe(exc)
+        return text if length(text) <= max_detail else "..." + text[-(max_detail - 3) :]
+
+    def load(source: str, name: str) -> tuple[Any, ...]:
+        nonlocal loads
+        loads += 1
+        module = new_module(f"gradekit_python_grader_{loads}")
+        filename = f"<python grader {name}>"
+        lines[filename] = (length(source), None, source.splitlines(True), filename)
+        modules[module.__name__] = module
+
+        def execute() -> None:
+            exec(compile(source, filename, "exec"), module.__dict__)
+
+        ok, error = run_user(execute)
+        if not ok:
+            return "error", f"grader source failed to load: {describe(error)}", details(error)
+        grade = module.__dict__.get("grade")
+        if not callable(grade):
+            message = "grader source failed to load: it defines no grade(sample, item) function"
+            return "error", message, message
+        return "ok", grade
+
+    def handle(body: bytes) -> tuple[str, bool]:
+        nonlocal current, broken
+        broken = False
+        key = body[:64]  # the source's SHA-256, ahead of the JSON: known before anything user code can break runs
+        if key != current:
+            # Another grader must find the interpreter as a fresh worker would: if not, it gets a fresh one.
+            if current is not None and verify():
+                return encode({"t": "replace"}), True
+            current = key
+        request = decode(body[64:].decode("ascii"))
+        entry = graders.get(key)
+        if entry is None and "src" in request:
+            entry = graders[key] = load(request["src"], request.get("n", "grader"))
+            if length(graders) > 64:
+                graders.pop(next(iter(graders)))
+        if entry is not None and "src" in request and entry[0] == "ok":
+            send({"t": "loaded"})
+        if entry is None:
+            reply: dict[str, Any] = {"t": "need_source"}
+        elif entry[0] == "error":
+            reply = {"t": "error", "msg": entry[1], "tb": entry[2]}
+        else:
+            ok, result = run_user(entry[1], request["s"], request["i"])
+            if ok:
+                reply = {"t": "ok", **encode_value(result)}
+            else:
+                reply = {"t": "error", "msg": describe(result), "tb": details(result)}
+            del result
+        for stream in (stdout, stderr):
+            try:
+                stream.flush()
+            except any_exception:  # its fd was closed or replaced: the worker's output is broken
+                broken = True
+        reply["cpu"] = cpu()
+        if broken:
+            reply["retire"] = True
+        data = encode(reply)
+        if length(data) > max_output:
+            data = encode({"t": "limit", "type": "output_limit", "cpu": reply["cpu"], "retire": broken})
+        return data, broken
+
+    send({"t": "ready", "pid": pid, "cpu": cpu(), "isolation": isolation})
+    sys.addaudithook(_worker_audit_hook(pid, touched))
+    while True:
+        body = receive()
+        if body is None:
+            exit_now(0)
+        reply: dict[str, Any] | str | None = None
+        try:
+            reply, retire = handle(body)
+        except memory_error:
+            retire = True  # the reply is built below, once the exception has let go of the memory
+        except any_exception as exc:  # a worker bug, or state broken beyond what `repair` fixes
+            reply, retire = {"t": "crash", "msg": describe(exc)}, True
+        send(reply if reply is not None else {"t": "limit", "type": "memory_limit"})
+        if retire:
+            exit_now(0)
+
+
+def _worker_encode(value: Any) -> dict[str, Any]:
+    """A `grade()` result as JSON: `v` for None, bools, numbers and strings; `f` (type name, repr) otherwise."""
+    kind = type(value)
+    try:
+        if value is None or kind is bool:
+            return {"v": value}
+        if isinstance(value, float):
+            return {"v": float.__float__(value)}  # exact float, without calling a subclass's methods
+        if isinstance(value, int):
+            number = int.__int__(value)
+            if number.bit_length() < 14000:  # JSON-able under Python's 4300-digit int/str limit
+                return {"v": number}
+        elif isinstance(value, str):
+            return {"v": str.__str__(value)}
+    except Exception:
+        pass
+    try:
+        text = repr(value)
+    except BaseException:
+        text = f"<{kind.__name__} object>"
+    return {"f": [kind.__name__, text[:200]]}
+
+
+def _worker_isolate(config: dict[str, Any]) -> dict[str, bool]:
+    """Apply rlimits and the Linux kernel's isolation; what the platform refuses is skipped and reported False."""
+    import os
+    import resource
+    import signal
+    import sys
+
+    done = {"network_namespace": False, "capabilities_dropped": False, "seccomp": False}
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    memory = config["memory"] if hard == resource.RLIM_INFINITY else min(config["memory"], hard)
+    if os.path.exists("/proc/self/statm"):
+        with open("/proc/self/statm") as statm:
+            size = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        if size + 8 * 2**20 > memory:  # fail now, plainly, rather than at some allocation later
+            sys.exit(f"memory_bytes={memory} leaves no room: the worker alone takes {size} bytes")
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if not sys.platform.startswith("linux"):
+        return done
+
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    prctl = libc.prctl
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the parent's driving thread
+    if os.getppid() != config["parent"]:
+        os._exit(0)
+    libc.unshare.argtypes = [ctypes.c_int]
+    done["network_namespace"] = libc.unshare(0x40000000) == 0  # CLONE_NEWNET: no interface is up
+    prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: other processes (other workers too) cannot read our memory
+
+    class CapHeader(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    no_caps = (ctypes.c_uint32 * 6)()  # two {effective, permitted, inheritable} words, all zero
+    done["capabilities_dropped"] = libc.capset(ctypes.byref(CapHeader(0x20080522, 0)), no_caps) == 0
+
+    program = _worker_seccomp_program(os.uname().machine, os.getpid())
+    if program is not None and prctl(38, 1, 0, 0, 0) == 0:  # PR_SET_NO_NEW_PRIVS, required for seccomp
+
+        class FilterProgram(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+        code = ctypes.create_string_buffer(program, len(program))
+        fprog = FilterProgram(len(program) // 8, ctypes.cast(code, ctypes.c_void_p))
+        done["seccomp"] = prctl(22, 2, ctypes.addressof(fprog), 0, 0) == 0  # PR_SET_SECCOMP, MODE_FILTER
+    return done
+
+
+def _worker_seccomp_program(machine: str, pid: int) -> bytes | None:
+    """A seccomp-BPF filter for this worker: no new processes, exec, limit changes, or signals to others."""
+    import errno
+    import struct
+
+    common = {
+        "execve": (59, 221),
+        "execveat": (322, 281),
+        "setrlimit": (160, 164),
+        "unshare": (272, 97),
+        "setns": (308, 268),
+        "mount": (165, 40),
+        "umount2": (166, 39),
+        "chroot": (161, 51),
+        "pivot_root": (155, 41),
+        "ptrace": (101, 117),
+        "process_vm_readv": (310, 270),
+        "process_vm_writev": (311, 271),
+        "bpf": (321, 280),
+        "perf_event_open": (298, 241),
+        "io_uring_setup": (425, 425),
+        "tkill": (200, 130),
+        "pidfd_send_signal": (424, 424),
+    }
+    special = {
+        "clone": (56, 220),
+        "clone3": (435, 435),
+        "prlimit64": (302, 261),
+        "kill": (62, 129),
+        "tgkill": (234, 131),
+    }
+    if machine == "x86_64":
+        arch, column, refused = 0xC000003E, 0, [57, 58]  # fork, vfork
+    elif machine == "aarch64":
+        arch, column, refused = 0xC00000B7, 1, []
+    else:
+        return None
+    refused += [numbers[column] for numbers in common.values()]
+    nr = {name: numbers[column] for name, numbers in special.items()}
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ/JGE/JSET|K, BPF_RET|K
+    allow, kill_process = 0x7FFF0000, 0x80000000
+    eperm, enosys = 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS  # SECCOMP_RET_ERRNO
+    arg0, arg2_low, arg2_high = 16, 32, 36  # offsets in struct seccomp_data (little-endian 64-bit args)
+    # (code, jump if true, jump if false, k): a jump is 0 (next instruction) or a label.
+    program: list[tuple[int, int | str, int | str, int]] = [
+        (ld, 0, 0, 4),
+        (jeq, 0, "kill", arch),
+        (ld, 0, 0, 0),
+    ]
+    if machine == "x86_64":
+        program.append((jge, "eperm", 0, 0x40000000))  # the x32 ABI
+    program += [(jeq, "eperm", 0, number) for number in refused]
+    program += [
+        (jeq, "enosys", 0, nr["clone3"]),  # glibc then falls back to clone(), whose flags can be checked
+        (jeq, "clone", 0, nr["clone"]),
+        (jeq, "prlimit", 0, nr["prlimit64"]),
+        (jeq, "kill_syscall", 0, nr["kill"]),
+        (jeq, "tgkill", 0, nr["tgkill"]),
+        (ret, 0, 0, allow),
+    ]
+    labels: dict[str, int] = {}
+
+    def label(name: str) -> None:
+        labels[name] = len(program)
+
+    label("clone")
+    program += [(ld, 0, 0, arg0), (jset, "allow", "eperm", 0x00010000)]  # CLONE_THREAD: a thread, not a process
+    label("prlimit")
+    program += [(ld, 0, 0, arg2_low), (jeq, 0, "eperm", 0), (ld, 0, 0, arg2_high), (jeq, "allow", "eperm", 0)]
+    label("kill_syscall")
+    own_group = -pid & 0xFFFFFFFF
+    program += [(ld, 0, 0, arg0), (jeq, "allow", 0, pid), (jeq, "allow", 0, 0), (jeq, "allow", "eperm", own_group)]
+    label("tgkill")
+    program += [(ld, 0, 0, arg0), (jeq, "allow", "eperm", pid)]
+    for name, value in (("allow", allow), ("eperm", eperm), ("enosys", enosys), ("kill", kill_process)):
+        label(name)
+        program.append((ret, 0, 0, value))
+    out = bytearray()
+    for i, (code, true, false, k) in enumerate(program):
+        jt = labels[true] - i - 1 if isinstance(true, str) else true
+        jf = labels[false] - i - 1 if isinstance(false, str) else false
+        out += struct.pack("=HBBI", code, jt, jf, k)
+    return bytes(out)
+
+
+def _worker_audit_hook(pid: int, touched: set[str]) -> Callable[[str, tuple[Any, ...]], None]:
+    """An audit hook that refuses new processes, network access, rlimit changes and other processes' /proc."""
+    import os
+
+    realpath, fsdecode, own = os.path.realpath, os.fsdecode, str(pid)
+    symbols = frozenset(
+        (
+            *("fork", "vfork", "_Fork", "__fork", "clone", "clone3", "daemon", "forkpty", "system", "popen"),
+            *("execve", "execv", "execvp", "execvpe", "execl", "execlp", "execle", "fexecve", "execveat"),
+            *("posix_spawn", "posix_spawnp", "syscall", "setrlimit", "setrlimit64", "prlimit", "prlimit64"),
+            *("unshare", "setns", "ptrace", "kill", "killpg", "tgkill", "capset", "prctl", "seccomp"),
+            *("socket", "connect", "bind", "sendto", "getaddrinfo", "gethostbyname", "gethostbyaddr"),
+        )
+    )
+
+    def deny(event: str, args: tuple[Any, ...]) -> None:
+        raise PermissionError(f"{event} is not allowed in the grader sandbox")
+
+    def new_socket(event: str, args: tuple[Any, ...]) -> None:
+        if args[1] != 1:  # AF_UNIX only: socketpair() for asyncio's event loop; connect/bind are refused anyway
+            deny(event, args)
+
+    def send_message(event: str, args: tuple[Any, ...]) -> None:
+        if args[1] is not None:
+            deny(event, args)
+
+    def kill(event: str, args: tuple[Any, ...]) -> None:
+        if args[0] not in (pid, 0, -pid):
+            deny(event, args)
+
+    def lookup(event: str, args: tuple[Any, ...]) -> None:
+        if args[1] in symbols:
+            deny(event, args)
+
+    def open_path(event: str, args: tuple[Any, ...]) -> None:
+        path = args[0]
+        if isinstance(path, bytes):
+            path = fsdecode(path)
+        if isinstance(path, str):
+            parts = realpath(path).split("/")
+            if parts[1:2] == ["proc"] and (
+                len(parts) == 2 or (parts[2].isdigit() and (parts[2] != own or "mem" in parts[3:]))
+            ):
+                deny(event, args)
+
+    def environ(event: str, args: tuple[Any, ...]) -> None:
+        touched.add("environ")
+
+    handlers: dict[str, Callable[[str, tuple[Any, ...]], None]] = {
+        name: deny
+        for name in (
+            "os.system",
+            "os.exec",
+            "os.fork",
+            "os.forkpty",
+            "os.posix_spawn",
+            "os.spawn",
+            "os.startfile",
+            "subprocess.Popen",
+            "resource.setrlimit",
+            "resource.prlimit",
+            "socket.bind",
+            "socket.connect",
+            "socket.sendto",
+            "socket.getaddrinfo",
+            "socket.gethostbyname",
+            "socket.gethostbyaddr",
+            "socket.getnameinfo",
+            "socket.sethostname",
+        )
+    }
+    handlers |= {
+        "socket.__new__": new_socket,
+        "socket.sendmsg": send_message,
+        "os.kill": kill,
+        "os.killpg": kill,
+        "ctypes.dlsym": lookup,
+        "ctypes.dlsym/handle": lookup,
+        "open": open_path,
+        "os.putenv": environ,
+        "os.unsetenv": environ,
+    }
+    get = handlers.get
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        handler = get(event)
+        if handler is not None:
+            handler(event, args)
+
+    return hook
+
+
+def _worker_guard(touched: set[str]) -> tuple[Callable[[], bool], Callable[[], bool]]:
+    """Snapshot interpreter state user code may break: `verify` (True if it changed) and `repair` (per call)."""
+    import _signal
+    import builtins
+    import gc
+    import itertools
+    import operator
+    import os
+    import sys
+
+    # Identity, not equality: a replacement object's __eq__ could lie.
+    every, mapper, same_object, islice, size, to_dict = all, map, operator.is_, itertools.islice, len, dict
+
+    def same(a: Any, b: Any) -> bool:
+        return every(mapper(same_object, a, b))
+
+    names = builtins.__dict__
+    saved_names = dict(names)
+    name_values = tuple(names.values())
+    modules = sys.modules
+    saved_modules = dict(modules)
+    module_values = tuple(modules.values())
+    stdio, recursion = (sys.stdin, sys.stdout, sys.stderr), sys.getrecursionlimit()
+    environ, saved_environ, cwd, getcwd, chdir = os.environ, dict(os.environ), os.getcwd(), os.getcwd, os.chdir
+    signals = ("SIGTERM", "SIGINT", "SIGHUP", "SIGPIPE", "SIGXCPU", "SIGXFSZ", "SIGALRM", "SIGVTALRM", "SIGPROF")
+    signals += ("SIGCHLD", "SIGUSR1", "SIGUSR2", "SIGSEGV", "SIGBUS", "SIGABRT", "SIGFPE", "SIGILL")
+    watched = [getattr(_signal, name) for name in signals if hasattr(_signal, name)]
+    getsignal = _signal.getsignal  # the C function: signal.getsignal builds enum members, 5x slower
+    handlers = [getsignal(number) for number in watched]
+    timers = [
+        getattr(_signal, name) for name in ("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF") if hasattr(_signal, name)
+    ]
+    getitimer, setitimer = _signal.getitimer, _signal.setitimer
+    sigmask, block, set_mask = _signal.pthread_sigmask, _signal.SIG_BLOCK, _signal.SIG_SETMASK
+    mask = sigmask(block, ())
+
+    def verify() -> bool:
+        """Before another grader runs: True if builtins, modules, signal handling or tracing were changed."""
+        nonlocal saved_modules, module_values
+        changed = False
+        if size(names) != size(name_values) or not same(names.values(), name_values):
+            names.clear()
+            names.update(saved_names)
+            changed = True
+        if size(modules) < size(module_values) or not same(
+            islice(modules.values(), size(module_values)), module_values
+        ):
+            modules.update(saved_modules)
+            changed = True
+        elif size(modules) > size(module_values):  # new imports: they are part of the state from now on
+            saved_modules = to_dict(modules)
+            module_values = tuple(saved_modules.values())
+        if sys.modules is not modules:
+            sys.modules = modules
+            changed = True
+        if not same(mapper(getsignal, watched), handlers):
+            changed = True
+        for timer in timers:
+            if getitimer(timer) != (0.0, 0.0):
+                setitimer(timer, 0)
+                changed = True
+        if sigmask(block, ()) != mask:
+            sigmask(set_mask, mask)
+            changed = True
+        if sys.gettrace() is not None or sys.getprofile() is not None:
+            sys.settrace(None)
+            sys.setprofile(None)
+            changed = True
+        return changed
+
+    def repair() -> bool:
+        """After each call: put back builtins (the worker needs them), stdio, recursion limit, environment, cwd.
+
+        True if the worker cannot go on.
+        """
+        if names != saved_names:  # quick; only a replacement whose __eq__ lies gets through, until `verify`
+            names.clear()
+            names.update(saved_names)
+        sys.stdin, sys.stdout, sys.stderr = stdio
+        broken = stdio[0].closed or stdio[1].closed or stdio[2].closed
+        if sys.getrecursionlimit() != recursion:
+            sys.setrecursionlimit(recursion)
+        if not gc.isenabled():
+            gc.enable()
+        if touched:  # os.putenv/os.unsetenv ran (restoring runs them too, hence the clear after)
+            environ.clear()
+            environ.update(saved_environ)
+            touched.clear()
+        try:
+            if getcwd() != cwd:
+                chdir(cwd)
+        except OSError:  # the directory was deleted
+            broken = True
+        return broken
+
+    return verify, repair
+
+
+# --------------------------------------------------------------------------------------------- parent side
+
+_WORKER_FUNCTIONS = (
+    _worker_main,
+    _worker_encode,
+    _worker_isolate,
+    _worker_seccomp_program,
+    _worker_audit_hook,
+    _worker_guard,
+)
+_HEADER = struct.Struct(">I")
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+#: Seconds a new worker may take to report ready.
+_START_TIMEOUT = 30.0
+#: Seconds a worker that closed its pipe (or asked to be replaced) may take to exit before it is killed.
+_EXIT_GRACE = 1.0
+#: Bytes of a reply allowed beyond `max_output_bytes` (the envelope) before the parent stops reading.
+_FRAME_SLACK = 64 * 1024
+#: Characters of captured output put in front of a runtime error's traceback.
+_OUTPUT_IN_DETAIL = 2000
+_BAD_SOURCES_KEPT = 256
+
+
+@functools.cache
+def _worker_program() -> str:
+    try:
+        parts = [inspect.getsource(fn) for fn in _WORKER_FUNCTIONS]
+    except (OSError, TypeError):  # no source shipped (a frozen build): import the module instead
+        return "from gradekit.runtime.sandbox import _worker_main\n_worker_main()\n"
+    return "from __future__ import annotations\n\n" + "\n\n".join(parts) + "\n_worker_main()\n"
+
+
+def _import_path() -> list[str]:
+    """Import path entries the worker adds: this interpreter's site-packages directories and `PYTHONPATH`'s."""
+    extra = set(filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)))
+    return [
+        p
+        for p in sys.path
+        if p and os.path.isdir(p) and (p in extra or os.path.basename(p) in ("site-packages", "dist-packages"))
+    ]
+
+
+class ForeignValue:
+    """A `grade()` result that is not JSON-like, as its type name and (truncated) `repr`.
+
+    Each one is an instance of a subclass named after the original type, so messages read as they would
+    in-process ("grader returned list [1, 2], not a number").
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+@functools.lru_cache(maxsize=256)
+def _foreign_type(name: str) -> type[ForeignValue]:
+    return type(name, (ForeignValue,), {"__slots__": ()})
+
+
+def _decode_value(reply: Mapping[str, Any]) -> Any:
+    if "f" in reply:
+        name, text = reply["f"]
+        return _foreign_type(str(name))(str(text))
+    return reply.get("v")
+
+
+def _server_error(kind: str, message: str) -> Call:
+    return Call(error=GradingError("python_grader_server_error", message, kind))
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    timeout: float
+    cpu_time: float
+    memory_bytes: int
+    max_output_bytes: int
+    env: dict[str, str]
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Exit:
+    """How a worker process ended."""
+
+    code: int | None  # negative: killed by that signal; None: reaped by someone else
+    maxrss: int  # peak resident bytes
+    killed: bool  # we killed it
+
+
+@dataclass(eq=False, slots=True)
+class _Job:
+    """One `run` call: samples are handed to slot threads one index at a time."""
+
+    grader: PythonGrader
+    key: str
+    samples: Sequence[dict[str, Any]]
+    items: Sequence[Any]
+    results: list[Call | None]
+    future: concurrent.futures.Future[list[Call]]
+    pending: int
+    next: int = 0
+    cancelled: bool = False
+
+
+class _Worker:
+    """One sandbox process, driven by the slot thread that started it (other threads may only `interrupt` it)."""
+
+    def __init__(self, options: _Options) -> None:
+        self.options = options
+        self.tmpdir = tempfile.mkdtemp(prefix="gradekit-sandbox-")
+        env = {**options.env, "HOME": self.tmpdir, "TMPDIR": self.tmpdir}
+        try:
+            self.proc = subprocess.Popen(
+                options.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                cwd=self.tmpdir,
+                close_fds=True,
+                start_new_session=True,
+            )
+        except BaseException:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            raise
+        assert self.proc.stdin and self.proc.stdout and self.proc.stderr
+        self.pid = self.proc.pid
+        self.lock = threading.Lock()
+        self.reaped = False
+        self.killed = False
+        self.alive = True
+        self.loaded: set[str] = set()
+        self.isolation: dict[str, bool] = {}
+        self.cpu_used = 0.0
+        self.cpu_soft: int | None = None
+        self.output = bytearray()
+        self._inbuf = bytearray()
+        self._to_worker = self.proc.stdin.fileno()
+        self._from_worker = self.proc.stdout.fileno()
+        self._user_output = self.proc.stderr.fileno()
+        for fd in (self._to_worker, self._from_worker, self._user_output):
+            os.set_blocking(fd, False)
+        self._poll = select.poll()
+        self._poll.register(self._from_worker, select.POLLIN)
+        self._poll.register(self._user_output, select.POLLIN)
+
+    def wait_ready(self) -> str | None:
+        """None once the worker reports ready, else why it did not."""
+        frame = self._exchange(b"", time.monotonic() + _START_TIMEOUT)
+        if isinstance(frame, dict) and frame.get("t") == "ready":
+            self.isolation = {str(k): bool(v) for k, v in frame.get("isolation", {}).items()}
+            self.cpu_used = float(frame.get("cpu", 0.0))
+            return None
+        code = self.stop(_EXIT_GRACE).code
+        output = self.output.decode("utf-8", "replace").strip()[-500:]
+        status = "did not report ready in time" if frame == "timeout" else f"exited ({code})"
+        return f"{status}{': ' + output if output else ''}"
+
+    def grade(self, key: str, grader: PythonGrader, sample: Any, item: Any) -> tuple[Call | None, bool]:
+        """Grade one sample: the `Call` (None: grade it on a fresh worker), and whether loading the source failed."""
+        with_source = key not in self.loaded
+        try:
+            request = self._request(key, grader, sample, item, with_source)
+        except (TypeError, ValueError) as e:
+            message = f"sample or item cannot be sent to the sandbox: {e}"
+            return Call(error=GradingError("python_grader_runtime_error", message, message)), False
+        self._limit_cpu()
+        self.output.clear()
+        deadline = time.monotonic() + self.options.timeout
+        frame = self._exchange(request, deadline)
+        while isinstance(frame, dict) and frame.get("t") in ("loaded", "need_source"):
+            if frame["t"] == "loaded":
+                self.loaded.add(key)
+                frame = self._exchange(b"", deadline)
+            elif with_source:
+                frame = "protocol"
+            else:  # the worker dropped this source from its cache
+                self.loaded.discard(key)
+                with_source = True
+                frame = self._exchange(self._request(key, grader, sample, item, True), deadline)
+        if isinstance(frame, dict) and frame.get("t") == "replace":  # a previous grader changed the interpreter
+            self.stop(_EXIT_GRACE)
+            return None, False
+        # Died, timed out or hit a limit before reporting the source loaded: the source itself is to blame.
+        load_failed = with_source and key not in self.loaded and _blames_source(frame)
+        return self._finish(frame), load_failed
+
+    def _request(self, key: str, grader: PythonGrader, sample: Any, item: Any, with_source: bool) -> bytes:
+        message = {"s": sample, "i": item}
+        if with_source:
+            message |= {"src": grader.source, "n": grader.name}
+        data = _ENCODE(message).encode("ascii")
+        return _HEADER.pack(64 + len(data)) + key.encode("ascii") + data
+
+    def _limit_cpu(self) -> None:
+        # RLIMIT_CPU counts the worker's whole life, so each call gets "CPU so far + cpu_time" (whole seconds).
+        soft = math.ceil(self.cpu_used + self.options.cpu_time)
+        if soft == self.cpu_soft or not hasattr(resource, "prlimit"):
+            return
+        try:
+            _, hard = resource.prlimit(self.pid, resource.RLIMIT_CPU)
+            if hard != resource.RLIM_INFINITY:
+                soft = min(soft, hard)
+            resource.prlimit(self.pid, resource.RLIMIT_CPU, (soft, hard))
+            self.cpu_soft = soft
+        except OSError:
+            pass  # the worker is gone: the exchange will tell
+
+    def _memory_error(self) -> Call:
+        limit = self.options.memory_bytes / 2**20
+        return _server_error("memory_limit", f"grade() ran out of memory (limit {limit:g} MiB)")
+
+    def _output_error(self) -> Call:
+        return _server_error("output_limit", f"grade()'s result is larger than {self.options.max_output_bytes} bytes")
+
+    def _finish(self, frame: dict[str, Any] | str) -> Call:
+        o = self.options
+        if isinstance(frame, dict):
+            self.cpu_used = float(frame.get("cpu", self.cpu_used))
+            kind = frame.get("t")
+            if kind == "ok":
+                call = Call(value=_decode_value(frame))
+            elif kind == "error":
+                detail = str(frame.get("tb", ""))
+                output = self.output.decode("utf-8", "replace")[-_OUTPUT_IN_DETAIL:]
+                if output.strip():
+                    detail = f"captured output (end):\n{output}\n\n{detail}"
+                message = str(frame.get("msg"))
+                call = Call(error=GradingError("python_grader_runtime_error", message, truncate_detail(detail)))
+            elif kind == "limit":
+                call = self._output_error() if frame.get("type") == "output_limit" else self._memory_error()
+            else:
+                call = _server_error("worker_crashed", f"the sandbox worker failed: {frame.get('msg', kind)!s:.300}")
+            if frame.get("retire") or kind not in ("ok", "error", "limit") or frame.get("type") == "memory_limit":
+                self.stop(_EXIT_GRACE)
+            return call
+        if frame == "timeout":
+            self.stop(0.0)
+            message = f"grade() did not finish within {o.timeout:g} s"
+            return Call(error=GradingError("unresponsive_reward_error", message))
+        if frame == "output_limit":
+            self.stop(0.0)
+            return self._output_error()
+        end = self.stop(_EXIT_GRACE if frame == "eof" else 0.0)
+        return self._classify(end, frame)
+
+    def _classify(self, end: _Exit, frame: str) -> Call:
+        o = self.options
+        if end.code == -signal.SIGXCPU and not end.killed:
+            return _server_error("cpu_time_limit", f"grade() used more than {o.cpu_time:g} s of CPU time")
+        if end.maxrss >= 0.9 * o.memory_bytes and not end.killed:  # e.g. a C extension aborting on a failed malloc
+            return self._memory_error()
+        if end.code is not None and end.code < 0 and not end.killed:
+            number = -end.code
+            try:
+                how = f"killed by {signal.Signals(number).name}"
+            except ValueError:
+                how = f"killed by signal {number}"
+        elif end.killed:
+            how = "it closed its protocol pipe" if frame == "eof" else "it sent a malformed reply"
+        else:
+            how = f"exit code {end.code}"
+        output = self.output.decode("utf-8", "replace").strip()[-300:]
+        tail = f"; its last output: {output}" if output else ""
+        return _server_error("worker_crashed", f"the sandbox worker died while grading ({how}){tail}")
+
+    def _exchange(self, data: bytes, deadline: float) -> dict[str, Any] | str:
+        """Send `data`, then return the next frame, or "timeout", "eof", "output_limit" or "protocol"."""
+        view = memoryview(data)
+        writing = False
+        try:
+            if view:
+                try:
+                    view = view[os.write(self._to_worker, view) :]
+                except BlockingIOError:
+                    pass
+                except (BrokenPipeError, ConnectionResetError):
+                    return "eof"
+                if view:
+                    self._poll.register(self._to_worker, select.POLLOUT)
+                    writing = True
+            limit = self.options.max_output_bytes + _FRAME_SLACK
+            while True:
+                if len(self._inbuf) >= 4:
+                    (size,) = _HEADER.unpack_from(self._inbuf)
+                    if size > limit:
+                        return "output_limit"
+                    if len(self._inbuf) >= 4 + size:
+                        body = bytes(self._inbuf[4 : 4 + size])
+                        del self._inbuf[: 4 + size]
+                        try:
+                            frame = json.loads(body)
+                        except ValueError:
+                            return "protocol"
+                        return frame if isinstance(frame, dict) else "protocol"
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return "timeout"
+                eof = False
+                for fd, _ in self._poll.poll(math.ceil(remaining * 1000)):
+                    if fd == self._from_worker:
+                        chunk = _read(fd)
+                        if chunk == b"":
+                            eof = True
+                        elif chunk:
+                            self._inbuf += chunk
+                    elif fd == self._user_output:
+                        self._drain_output()
+                    elif fd == self._to_worker:
+                        try:
+                            view = view[os.write(fd, view) :]
+                        except BlockingIOError:
+                            pass
+                        except (BrokenPipeError, ConnectionResetError):
+                            eof = True
+                        if not view and writing:
+                            self._poll.unregister(fd)
+                            writing = False
+                if eof:
+                    return "eof"
+        finally:
+            if writing:
+                self._poll.unregister(self._to_worker)
+
+    def _drain_output(self) -> None:
+        limit = self.options.max_output_bytes
+        for _ in range(16):
+            chunk = _read(self._user_output)
+            if chunk == b"":
+                self._poll.unregister(self._user_output)  # the worker closed it; the protocol pipe tells the rest
+                return
+            if chunk is None:
+                return
+            self.output += chunk
+            if len(self.output) > 2 * limit:
+                del self.output[:-limit]
+
+    def interrupt(self) -> None:
+        """Kill the process now; safe from any thread (the driving thread reaps it)."""
+        with self.lock:
+            if not self.reaped:
+                self.killed = True
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+
+    def stop(self, grace: float = 0.0) -> _Exit:
+        """Wait up to `grace` seconds for the process to exit, kill it if it has not, reap it, free its resources."""
+        self.alive = False
+        end = time.monotonic() + grace
+        status: int | None = None
+        usage: resource.struct_rusage | None = None
+        while status is None:
+            with self.lock:
+                try:
+                    pid, wait_status, usage = os.wait4(self.pid, os.WNOHANG)
+                    if pid:
+                        status = wait_status
+                    elif time.monotonic() >= end:
+                        self.killed = True
+                        os.kill(self.pid, signal.SIGKILL)
+                        _, status, usage = os.wait4(self.pid, 0)
+                except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored by the application)
+                    status = -1
+                finally:
+                    self.reaped = status is not None
+            if status is None:
+                time.sleep(0.002)
+        code = os.waitstatus_to_exitcode(status) if status >= 0 else None
+        self.proc.returncode = code if code is not None else -signal.SIGKILL
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        maxrss = usage.ru_maxrss * 1024 if usage is not None else 0
+        return _Exit(code=code, maxrss=maxrss, killed=self.killed)
+
+
+def _blames_source(frame: dict[str, Any] | str) -> bool:
+    """True for an outcome other than a reply or runtime error (which, while loading, condemns the source)."""
+    return not isinstance(frame, dict) or frame.get("t") in ("limit", "crash")
+
+
+def _read(fd: int) -> bytes | None:
+    """Up to 64 kB from a non-blocking pipe: b"" at EOF, None when nothing is there yet."""
+    try:
+        return os.read(fd, 1 << 16)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
+class _Slot:
+    """A thread that takes samples from the pool's queue and grades them on its own worker process."""
+
+    def __init__(self, pool: SandboxPool, index: int) -> None:
+        self.pool = pool
+        self.worker: _Worker | None = None
+        self.thread = threading.Thread(target=self._serve, name=f"gradekit-sandbox-{index}", daemon=True)
+
+    def interrupt(self) -> None:
+        """Kill the current worker process, if any (from any thread)."""
+        worker = self.worker
+        if worker is not None:
+            worker.interrupt()
+
+    def _serve(self) -> None:
+        pool = self.pool
+        try:
+            self._start_worker()  # warm up at once, before the first sample arrives
+            while (task := pool._take()) is not None:
+                job, index = task
+                try:
+                    call = self._grade(job, index)
+                except Exception as e:  # a bug here must not leave a job waiting forever
+                    self._drop_worker()
+                    call = _server_error("worker_crashed", f"sandbox pool error: {type(e).__name__}: {e}")
+                pool._done(job, index, call)
+        finally:
+            self._drop_worker()
+
+    def _start_worker(self) -> str | None:
+        if self.worker is not None:
+            return None
+        try:
+            worker = _Worker(self.pool._options)
+        except OSError as e:
+            return f"cannot start a process: {e}"
+        self.worker = worker
+        problem = worker.wait_ready()
+        if problem is not None:
+            self.worker = None
+            return problem
+        self.pool._isolation = dict(worker.isolation)
+        return None
+
+    def _drop_worker(self) -> None:
+        worker, self.worker = self.worker, None
+        if worker is not None and worker.alive:
+            worker.stop(0.0)
+
+    def _grade(self, job: _Job, index: int) -> Call:
+        pool = self.pool
+        known = pool._bad_sources.get(job.key)
+        if known is not None:
+            return known
+        call: Call | None = None
+        while call is None:  # at most twice: a fresh worker never asks to be replaced
+            problem = self._start_worker()
+            if problem is not None:
+                if pool._closed:
+                    return pool._closed_call
+                return _server_error("worker_start_failed", f"the sandbox worker did not start: {problem}")
+            worker = self.worker
+            assert worker is not None
+            call, load_failed = worker.grade(job.key, job.grader, job.samples[index], job.items[index])
+            if not worker.alive:
+                self.worker = None
+                if pool._closed and (call is None or call.error is not None):
+                    return pool._closed_call
+        if load_failed and call.error is not None:
+            e = call.error
+            known = Call(error=GradingError(e.flag, f"{e.message} (while loading the grader source)", e.detail))
+            pool._remember_bad_source(job.key, known)
+            return known
+        return call
+
+
+class SandboxPool:
+    """A warm pool of sandboxed worker processes that run `python` graders (a `PythonExecutor`).
+
+    Limits apply to each call of `grade()`: `timeout` seconds of wall time, `cpu_time` seconds of CPU,
+    `memory_bytes` of address space, and `max_output_bytes` for its result and for the output it keeps.
+    `extra_env` adds variables to the workers' otherwise scrubbed environment (e.g. `NLTK_DATA`).
+    Processes start on first use; `close()` (or leaving `async with` / `with`) ends them all.
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        timeout: float = 120.0,
+        cpu_time: float = 120.0,
+        memory_bytes: int = 2 * 1024**3,
+        max_output_bytes: int = 1024**2,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        workers = workers if workers is not None else os.cpu_count() or 1
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        if timeout <= 0 or cpu_time <= 0:
+            raise ValueError("timeout and cpu_time must be positive")
+        if memory_bytes <= 0 or max_output_bytes <= 0:
+            raise ValueError("memory_bytes and max_output_bytes must be positive")
+        self.workers = workers
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            # One thread per worker for numeric libraries: the pool already runs one worker per core.
+            "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            **(extra_env or {}),
+        }
+        config = {
+            "memory": memory_bytes,
+            "max_output": max_output_bytes,
+            "max_detail": MAX_DETAIL_CHARS,
+            "parent": os.getpid(),
+            "path": _import_path(),
+        }
+        argv = (sys.executable, "-I", "-B", "-X", "utf8", "-c", _worker_program(), json.dumps(config))
+        self._options = _Options(timeout, cpu_time, memory_bytes, max_output_bytes, env, argv)
+        self._cond = threading.Condition()
+        self._jobs: collections.deque[_Job] = collections.deque()
+        self._slots: list[_Slot] = []
+        self._closed = False
+        self._closed_call = _server_error("pool_closed", "the sandbox pool was closed before this sample was graded")
+        self._bad_sources: collections.OrderedDict[str, Call] = collections.OrderedDict()
+        self._isolation: dict[str, bool] = {}
+        # Workers must not outlive the interpreter even if close() is never called.
+        weakref.finalize(self, _interrupt_all, self._slots)
+
+    @property
+    def isolation(self) -> dict[str, bool]:
+        """Which kernel isolation the last started worker got: network namespace, dropped capabilities, seccomp."""
+        return dict(self._isolation)
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live workers."""
+        return [w.pid for s in self._slots if (w := s.worker) is not None and w.alive]
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` was called."""
+        return self._closed
+
+    async def run(self, grader: PythonGrader, samples: Sequence[dict[str, Any]], items: Sequence[Any]) -> list[Call]:
+        """Grade every sample with `grader.source`'s `grade(sample, item)`: one `Call` per sample, in order."""
+        if len(samples) != len(items):
+            raise ValueError(f"{len(samples)} samples but {len(items)} items")
+        if not samples:
+            return []
+        future: concurrent.futures.Future[list[Call]] = concurrent.futures.Future()
+        future.set_running_or_notify_cancel()  # cancelling the awaiting task must not cancel this one
+        key = hashlib.sha256(grader.source.encode("utf-8", "surrogatepass")).hexdigest()
+        job = _Job(grader, key, samples, items, [None] * len(samples), future, pending=len(samples))
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("SandboxPool is closed")
+            if not self._slots:
+                self._slots.extend(_Slot(self, i) for i in range(self.workers))
+                for slot in self._slots:
+                    slot.thread.start()
+            self._jobs.append(job)
+            self._cond.notify_all()
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            with self._cond:
+                job.cancelled = True
+            raise
+
+    def _take(self) -> tuple[_Job, int] | None:
+        with self._cond:
+            while not self._closed:
+                jobs = self._jobs
+                while jobs and (jobs[0].cancelled or jobs[0].next >= len(jobs[0].samples)):
+                    jobs.popleft()
+                if jobs:
+                    job = jobs[0]
+                    job.next += 1
+                    return job, job.next - 1
+                self._cond.wait()
+            return None
+
+    def _done(self, job: _Job, index: int, call: Call) -> None:
+        with self._cond:
+            job.results[index] = call
+            job.pending -= 1
+            finished = job.pending == 0
+        if finished:
+            job.future.set_result(job.results)  # type: ignore[arg-type]
+
+    def _remember_bad_source(self, key: str, call: Call) -> None:
+        with self._cond:
+            self._bad_sources[key] = call
+            while len(self._bad_sources) > _BAD_SOURCES_KEPT:
+                self._bad_sources.popitem(last=False)
+
+    def close(self) -> None:
+        """Stop every worker (samples not yet graded get `pool_closed`); no process or temp directory remains."""
+        finished: list[_Job] = []
+        with self._cond:
+            self._closed = True
+            for job in self._jobs:
+                unstarted = len(job.samples) - job.next
+                if unstarted <= 0 or job.cancelled:
+                    continue
+                job.results[job.next :] = [self._closed_call] * unstarted
+                job.pending -= unstarted
+                job.next = len(job.samples)
+                if job.pending == 0:
+                    finished.append(job)
+            self._jobs.clear()
+            self._cond.notify_all()
+        for job in finished:
+            job.future.set_result(job.results)  # type: ignore[arg-type]
+        # A slot may be starting a worker as we look: interrupt until every thread has stopped.
+        while any(slot.thread.is_alive() for slot in self._slots):
+            for slot in self._slots:
+                slot.interrupt()
+            for slot in self._slots:
+                slot.thread.join(0.05)
+
+    async def aclose(self) -> None:
+        """`close()` without blocking the event loop."""
+        await asyncio.to_thread(self.close)
+
+    async def __aenter__(self) -> SandboxPool:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> SandboxPool:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _interrupt_all(slots: list[_Slot]) -> None:
+    for slot in slots:
+        slot.interrupt()
