@@ -30,7 +30,9 @@ def main() -> None:
         (d / "grader.json").write_text(json.dumps(GRADER))
         with open(d / "data.jsonl", "w") as data, open(d / "samples.jsonl", "w") as samples:
             for i in range(N):
-                data.write(json.dumps({"messages": [{"role": "user", "content": f"q{i}"}], "answer": str(i % 7)}) + "\n")
+                data.write(
+                    json.dumps({"messages": [{"role": "user", "content": f"q{i}"}], "answer": str(i % 7)}) + "\n"
+                )
                 samples.write(json.dumps(str(i % 5)) + "\n")
         gradekit = Path(sys.executable).with_name("gradekit")
         cmd = [str(gradekit), "grade", "--grader", str(d / "grader.json"), "--data", str(d / "data.jsonl")]
