@@ -57,7 +57,9 @@ def load(name: str) -> Any:
 
 
 def test_nova_metadata_form(capsys: pytest.CaptureFixture[str]) -> None:
-    out = bedrock_reward_handler(COMPLIANT, namespace="test")(load("nova_metadata_form.json"), Context())
+    # A service name of its own: Powertools binds a logger to the stdout of the first handler with that name.
+    handler = bedrock_reward_handler(COMPLIANT, namespace="test", service="test-nova-form")
+    out = handler(load("nova_metadata_form.json"), Context())
     assert [o["id"] for o in out] == ["123", "124"]
     assert out[0]["aggregate_reward_score"] == pytest.approx(1.0)
     assert out[0]["metrics_list"] == [

@@ -1,0 +1,175 @@
+"""`gradekit lambda build | invoke | deploy`: the reward Lambda from the command line.
+
+`register(subparsers)` adds the commands to the `gradekit` CLI (found through the `gradekit.commands` entry
+point group); each leaf parser sets `func`, which takes the parsed arguments and returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Adds `lambda build`, `lambda invoke` and `lambda deploy` to the `gradekit` command line."""
+    parser = subparsers.add_parser(
+        "lambda",
+        help="build, test and deploy the AWS Lambda reward function of Amazon Bedrock RFT",
+        description="Package a grader as the Bedrock RFT reward Lambda, run it locally or remotely, deploy it.",
+    )
+    commands = parser.add_subparsers(dest="lambda_command", metavar="COMMAND", required=True)
+
+    build = commands.add_parser(
+        "build",
+        help="build the deployment zip",
+        description="Build a Lambda zip holding gradekit, its dependencies and the grader (never torch).",
+    )
+    build.add_argument(
+        "--grader", required=True, help="a .json/.yaml grader file, path/to/file.py:function, or module:function"
+    )
+    build.add_argument("--out", default="dist/reward.zip", type=Path, help="the zip to write (default: %(default)s)")
+    build.add_argument("--python", default="3.12", help="the Lambda runtime's Python version (default: %(default)s)")
+    build.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"], help="default: %(default)s")
+    build.add_argument(
+        "--extra", dest="extras", action="append", default=[], metavar="EXTRA", help="a gradekit extra, e.g. similarity"
+    )
+    build.add_argument(
+        "--requirement",
+        "-r",
+        dest="requirements",
+        action="append",
+        default=[],
+        metavar="REQ",
+        help="one more pip requirement",
+    )
+    build.set_defaults(func=_build)
+
+    invoke = commands.add_parser(
+        "invoke",
+        help="run the handler on an event, locally from the zip or the deployed function",
+        description="Invoke the reward handler with an event (a JSON file, or - for stdin) and print its output.",
+    )
+    where = invoke.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", metavar="ZIP", type=Path, help="unpack and run this zip in a fresh interpreter")
+    where.add_argument("--arn", help="invoke this deployed function (name or ARN, optionally qualified)")
+    invoke.add_argument("--event", required=True, help="the event JSON file, or - for stdin")
+    invoke.add_argument("--region", help="AWS region (default: from the ARN or the AWS configuration)")
+    invoke.add_argument("--timeout", type=float, default=60.0, help="local: the function timeout in seconds")
+    invoke.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="local: one more variable")
+    invoke.set_defaults(func=_invoke)
+
+    deploy = commands.add_parser(
+        "deploy",
+        help="create or update the function, publish a version, print the job's grader JSON",
+        description="Deploy the zip as a Lambda function and print the grader JSON for the fine-tuning job.",
+    )
+    deploy.add_argument("zip", type=Path, help="the zip built by `gradekit lambda build`")
+    deploy.add_argument("--name", required=True, help="the function name")
+    deploy.add_argument("--role", required=True, help="the ARN of the function's execution role")
+    deploy.add_argument("--region", help="AWS region (default: from the AWS configuration)")
+    deploy.add_argument("--alias", help="create or move this alias to the new version (and use it in the grader)")
+    deploy.add_argument("--memory", type=int, default=1024, help="MB (default: %(default)s)")
+    deploy.add_argument("--timeout", type=int, default=900, help="seconds, at most 900 (default: %(default)s)")
+    deploy.add_argument("--runtime", help="e.g. python3.12 (default: the bundle's)")
+    deploy.add_argument("--arch", choices=["x86_64", "arm64"], help="default: the bundle's")
+    deploy.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="one more variable")
+    deploy.set_defaults(func=_deploy)
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _fail(error: Exception) -> int:
+    print(f"error: {error}", file=sys.stderr)
+    return 1
+
+
+def _variables(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--env takes KEY=VALUE, got {pair!r}")
+        out[key] = value
+    return out
+
+
+def _build(args: argparse.Namespace) -> int:
+    from .build import BuildError, build_zip
+
+    try:
+        report = build_zip(
+            args.grader,
+            args.out,
+            python=args.python,
+            arch=args.arch,
+            extras=args.extras,
+            requirements=args.requirements,
+            log=_progress,
+        )
+    except BuildError as e:
+        return _fail(e)
+    print(report.summary())
+    return 0
+
+
+def _read_event(source: str) -> Any:
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    try:
+        event = _read_event(args.event)
+        if args.local is not None:
+            from .invoke import LocalInvokeError, invoke_local
+
+            try:
+                out = invoke_local(
+                    args.local, event, env=_variables(args.env), timeout=args.timeout, log_sink=sys.stderr
+                )
+            except LocalInvokeError as e:
+                return _fail(e)
+        else:
+            from .deploy import DeployError, RemoteInvokeError, invoke_remote
+
+            try:
+                out = invoke_remote(args.arn, event, region=args.region)
+            except (RemoteInvokeError, DeployError) as e:
+                return _fail(e)
+    except (OSError, ValueError) as e:
+        return _fail(e)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from .deploy import DeployError, deploy
+
+    try:
+        result = deploy(
+            args.zip,
+            name=args.name,
+            role=args.role,
+            region=args.region,
+            runtime=args.runtime,
+            arch=args.arch,
+            memory=args.memory,
+            timeout=args.timeout,
+            env=_variables(args.env),
+            alias=args.alias,
+            log=_progress,
+        )
+    except (DeployError, OSError, ValueError) as e:
+        return _fail(e)
+    qualifier = f"alias {result.alias} -> version {result.version}" if result.alias else f"version {result.version}"
+    print(f"function {result.function_arn} ({'created' if result.created else 'updated'}, {qualifier})")
+    print("grader for the fine-tuning job:")
+    print(result.grader_json())
+    return 0

@@ -1,0 +1,98 @@
+"""Shared helpers of the Lambda packaging tests: bundles built once per session, the example event."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gradekit.graders import run_batch
+from gradekit.lambda_handlers import bedrock_reward_handler
+from gradekit.lambda_handlers.build import BuildReport, build_zip
+from gradekit.lambda_handlers.cli import register
+from gradekit.lambda_handlers.events import parse_event
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+SECURITY_GRADER = EXAMPLES / "security_review" / "grader.json"
+BEDROCK_EVENT = EXAMPLES / "bedrock_event.json"
+LOCAL_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+
+ANSWER_GRADER = {
+    "type": "string_check",
+    "name": "answer",
+    "input": "{{ sample.output_text }}",
+    "reference": "The answer is {{ item.reference_answer }}",
+    "operation": "like",
+}
+
+_built: dict[str, tuple[Path, BuildReport]] = {}
+
+
+def _source_snapshot(directory: Path) -> Path:
+    """A copy of the gradekit source tree, so that repeated builds see the same files."""
+    ignore = shutil.ignore_patterns(".*", "__pycache__", "tests", "benchmarks", "docs", "dist", "build", "*.egg-info")
+    return Path(shutil.copytree(ROOT, directory / "gradekit-src", ignore=ignore))
+
+
+def built_bundle(name: str, factory: pytest.TempPathFactory) -> tuple[Path, BuildReport]:
+    """A bundle built once per test session: `default` (python 3.12 x86_64) or `security311` (this Python)."""
+    if name not in _built:
+        directory = factory.mktemp(f"bundle-{name}")
+        if name == "default":
+            grader = directory / "answer.json"
+            grader.write_text(json.dumps(ANSWER_GRADER))
+            project = _source_snapshot(directory)
+            _built[name] = (project, build_zip(str(grader), directory / "reward.zip", project=project))
+        elif name == "security311":
+            _built[name] = (ROOT, build_zip(str(SECURITY_GRADER), directory / "reward.zip", python=LOCAL_PYTHON))
+        else:
+            raise KeyError(name)
+    return _built[name]
+
+
+def bedrock_event() -> list[dict[str, Any]]:
+    """The shipped example event."""
+    return json.loads(BEDROCK_EVENT.read_text())
+
+
+def expected_rewards(grader: Any, event: Any) -> list[float]:
+    """The rewards of `run_batch` in this process on the event's (sample, item) pairs."""
+    rows = parse_event(event)
+    return run_batch(grader, [r.sample for r in rows], [r.item for r in rows]).rewards
+
+
+def handler_output(event: Any) -> list[dict[str, Any]]:
+    """The Bedrock handler's output for the security-review grader, computed in this process."""
+
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 60_000
+
+    # a service name of its own: Powertools loggers are per service, and their stream is bound at creation
+    handler = bedrock_reward_handler(SECURITY_GRADER, service="gradekit-test-expected", namespace="test")
+    return handler(event, Context())
+
+
+def without(zip_path: Path, out: Path, predicate: Any) -> Path:
+    """A copy of the zip without the entries `predicate` picks (stored uncompressed: quicker)."""
+    with zipfile.ZipFile(zip_path) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            if not predicate(info.filename):
+                dst.writestr(info.filename, src.read(info), compress_type=zipfile.ZIP_STORED)
+    return out
+
+
+def gradekit_cli(*argv: str) -> int:
+    """Runs `gradekit ARGV` through `register`, as the gradekit CLI does."""
+    parser = argparse.ArgumentParser(prog="gradekit")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
