@@ -6,14 +6,19 @@ The defaults here run in-process; `gradekit.runtime` supplies a sandbox pool and
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import sys
+import threading
 import traceback
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .errors import GradingError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from .models import LabelModel, PythonGrader, ScoreModel
@@ -65,6 +70,25 @@ class Embedder(Protocol):
         ...
 
 
+_WORKERS: concurrent.futures.ThreadPoolExecutor | None = None
+_WORKERS_LOCK = threading.Lock()
+
+
+async def in_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Run blocking `fn` in gradekit's shared worker threads, from any event loop.
+
+    Unlike `asyncio.to_thread`, the threads outlive the loop: `run_batch` starts a loop per call, and a
+    fresh default executor per loop made thread start-up the main cost of small batches.
+    """
+    global _WORKERS
+    if _WORKERS is None:
+        with _WORKERS_LOCK:
+            if _WORKERS is None:
+                _WORKERS = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="gradekit")
+    call = functools.partial(fn, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(_WORKERS, call)
+
+
 def format_exception(exc: BaseException) -> str:
     """A traceback as text, without gradekit's own frames at the top."""
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None))
@@ -91,7 +115,7 @@ class InProcessPythonExecutor:
 
     async def run(self, grader: PythonGrader, samples: Sequence[dict[str, Any]], items: Sequence[Any]) -> list[Call]:
         # A worker thread, as OpenAI runs grade() outside any event loop (so it may call asyncio.run).
-        return await asyncio.to_thread(self._run_all, grader, samples, items)
+        return await in_thread(self._run_all, grader, samples, items)
 
     def _run_all(self, grader: PythonGrader, samples: Sequence[dict[str, Any]], items: Sequence[Any]) -> list[Call]:
         try:

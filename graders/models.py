@@ -99,8 +99,10 @@ class TextSimilarity(Grader):
         bad = a.failures.keys() | b.failures.keys()
         good = [i for i in range(batch.n) if i not in bad] if bad else range(batch.n)
         try:
-            scores = await asyncio.to_thread(
-                similarity_scores,
+            # Inline, not in a thread: the metrics are pure Python (the GIL gives threads no parallelism) and a
+            # thread hop per batch cost more than the metric on small batches; judges' I/O runs on the model
+            # client's own loop meanwhile.
+            scores = similarity_scores(
                 self.evaluation_metric,
                 [a.values[i] for i in good] if bad else a.values,
                 [b.values[i] for i in good] if bad else b.values,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gradekit.graders import GradingError, RunResult
+from gradekit.graders import GradingError
 
 WRAPPER_KEYS = ("trajectories", "samples")
 #: Longest answer graded, in characters; a longer one is `truncated_observation_error`.
@@ -81,9 +81,11 @@ def parse_event(event: Any, *, max_chars: int = DEFAULT_MAX_CHARS) -> list[Row]:
     return rows
 
 
-def response_item(row_id: Any, result: RunResult) -> dict[str, Any]:
+def response_item(
+    row_id: Any, grader: str, reward: float, sub_rewards: Mapping[str, float], flags: list[str]
+) -> dict[str, Any]:
     """The Bedrock response entry for one graded sample: sub-rewards as `Reward`, fired flags as `Metric`."""
-    rewards = result.sub_rewards or {result.metadata.name: result.reward}
+    rewards = sub_rewards or {grader: reward}
     metrics = [{"name": name, "value": float(value), "type": "Reward"} for name, value in rewards.items()]
-    metrics += [{"name": flag, "value": 1.0, "type": "Metric"} for flag in result.errors.flags()]
-    return {"id": row_id, "aggregate_reward_score": float(result.reward), "metrics_list": metrics}
+    metrics += [{"name": flag, "value": 1.0, "type": "Metric"} for flag in flags]
+    return {"id": row_id, "aggregate_reward_score": float(reward), "metrics_list": metrics}

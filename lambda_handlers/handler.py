@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gradekit.graders import Env, GradingError, RunResult, validate
+from gradekit.graders import Env, GradingError, validate
 from gradekit.graders.api import GraderLike
-from gradekit.graders.results import SampleNotes, make_result
-from gradekit.runtime.engine import Engine
+from gradekit.graders.results import SampleNotes
+from gradekit.runtime.engine import Engine, Graded
 
 from .events import DEFAULT_MAX_CHARS, EventError, Row, parse_event, response_item
 
@@ -21,25 +21,19 @@ LambdaHandler = Callable[[Any, Any], list[dict[str, Any]]]
 DEFAULT_SAFETY_MARGIN = 1.0
 
 
-def _unresponsive(name: str, type_: str, seconds: float) -> RunResult:
-    notes = SampleNotes()
-    notes.fail(name, "unresponsive_reward_error", "not graded before the Lambda deadline")
-    return make_result(name, type_, 0.0, {}, notes, seconds)
-
-
-async def _grade(engine: Engine, rows: list[Row], budget: float | None) -> list[RunResult | None]:
-    results: list[RunResult | None] = [None] * len(rows)
+async def _grade(engine: Engine, rows: list[Row], budget: float | None) -> list[Graded | None]:
+    graded: list[Graded | None] = [None] * len(rows)
 
     async def consume() -> None:
-        async for graded in engine.astream((row.sample, row.item) for row in rows):
-            results[graded.index] = graded.result
+        async for g in engine.astream((row.sample, row.item) for row in rows):
+            graded[g.index] = g
 
     try:
         async with asyncio.timeout(budget):
             await consume()
     except TimeoutError:
         pass  # what finished is kept; the rest is marked unresponsive by the caller
-    return results
+    return graded
 
 
 def bedrock_reward_handler(
@@ -50,10 +44,14 @@ def bedrock_reward_handler(
     service: str | None = None,
     max_chars: int = DEFAULT_MAX_CHARS,
     safety_margin: float = DEFAULT_SAFETY_MARGIN,
-    chunk_size: int = 8,
+    chunk_size: int = 64,
     concurrency: int = 16,
 ) -> LambdaHandler:
-    """A Lambda handler grading Bedrock RFT batches with `grader` (validated now, at cold start)."""
+    """A Lambda handler grading Bedrock RFT batches with `grader` (validated now, at cold start).
+
+    Samples are graded in chunks of `chunk_size`, `concurrency` chunks at once; the deadline keeps the
+    chunks that finished, so a smaller `chunk_size` loses less to one slow sample and costs more per batch.
+    """
     from aws_lambda_powertools import Logger, Metrics
 
     g = validate(grader)
@@ -74,29 +72,34 @@ def bedrock_reward_handler(
         budget = max(0.0, remaining() / 1000 - safety_margin) if callable(remaining) else None
         engine = Engine(g, env=env, chunk_size=chunk_size, concurrency=concurrency, ordered=False)
         graded = asyncio.run(_grade(engine, rows, budget))
-        elapsed = time.monotonic() - start
-        out = []
-        for row, result in zip(rows, graded, strict=True):
-            if result is None:
-                result = _unresponsive(g.name, g.type, elapsed)
-                engine.aggregate.add_result(result)
-            if result.errors.any:
-                logger.warning(
-                    "sample failed",
-                    extra={"sample_id": row.id, "errors": result.errors.flags(), "details": _details(row, result)},
-                )
-            out.append(response_item(row.id, result))
+        out, failed = [], []
+        for row, done in zip(rows, graded, strict=True):
+            if done is None:
+                notes = SampleNotes()
+                notes.fail(g.name, "unresponsive_reward_error", "not graded before the Lambda deadline")
+                engine.aggregate.add(0.0, {}, notes)
+                reward, sub, flags = 0.0, {}, ["unresponsive_reward_error"]
+            else:
+                b, i = done.batch, done.position
+                notes = b.notes[i]
+                reward, sub, flags = b.rewards[i], {k: v[i] for k, v in b.sub_rewards.items()}, b.error_flags(i)
+            if flags:
+                failed.append({"sample_id": row.id, "errors": flags, "details": _details(row, notes)})
+            out.append(response_item(row.id, g.name, reward, sub, flags))
+        if failed:
+            # One structured record per batch (not per sample): logging dominated the cost of small batches.
+            logger.warning("samples failed", extra={"failed": failed})
         _emit_metrics(metrics, engine.aggregate.summary())
-        logger.info("batch graded", extra={"samples": len(rows), "seconds": round(elapsed, 4)})
+        logger.info("batch graded", extra={"samples": len(rows), "seconds": round(time.monotonic() - start, 4)})
         return out
 
     return handler
 
 
-def _details(row: Row, result: RunResult) -> Any:
+def _details(row: Row, notes: SampleNotes | None) -> Any:
     if isinstance(row.sample, GradingError):
         return row.sample.message
-    return result.metadata.scores.get("error_details")
+    return {grader: message for grader, (_, message) in notes.failures.items()} if notes else None
 
 
 def _emit_metrics(metrics: Any, summary: dict[str, Any]) -> None:

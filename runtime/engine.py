@@ -25,10 +25,21 @@ Pair = tuple[SampleInput, Mapping[str, Any] | None]
 
 @dataclass(frozen=True, slots=True)
 class Graded:
-    """One graded row: its position in the input and its OpenAI-shaped result."""
+    """One graded row: its position in the input, and its place in the batch result that holds it."""
 
     index: int
-    result: RunResult
+    batch: BatchResult
+    position: int
+
+    @property
+    def reward(self) -> float:
+        """The row's reward (no result model is built)."""
+        return self.batch.rewards[self.position]
+
+    @property
+    def result(self) -> RunResult:
+        """The row's OpenAI-shaped result, built on each access."""
+        return self.batch[self.position]
 
 
 async def _chunks(pairs: Iterable[Pair] | AsyncIterable[Pair], size: int) -> AsyncIterator[tuple[int, list[Pair]]]:
@@ -78,7 +89,7 @@ class Engine:
 
     def _emit(self, start: int, result: BatchResult) -> list[Graded]:
         self.aggregate.add_batch(result)
-        return [Graded(start + i, result[i]) for i in range(len(result))]
+        return [Graded(start + i, result, i) for i in range(len(result))]
 
     async def astream(self, pairs: Iterable[Pair] | AsyncIterable[Pair]) -> AsyncIterator[Graded]:
         """Grade `pairs`, yielding each row's result (in input order unless `ordered=False`)."""

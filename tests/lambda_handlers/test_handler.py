@@ -74,8 +74,9 @@ def test_nova_metadata_form(capsys: pytest.CaptureFixture[str]) -> None:
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "test"
     assert emf["samples"] == [2.0] and emf["reward_mean"] == [pytest.approx(0.5)]
     assert emf["errors.explained.invalid_variable_error"] == [1.0]
-    warning = next(e for e in emitted if e.get("message") == "sample failed")
-    assert warning["sample_id"] == "124"
+    warning = next(e for e in emitted if e.get("message") == "samples failed")
+    assert [f["sample_id"] for f in warning["failed"]] == ["124"]
+    assert warning["failed"][0]["errors"] == ["invalid_variable_error"]
 
 
 @pytest.mark.parametrize("wrap", [lambda e: e, lambda e: {"trajectories": e}, lambda e: {"samples": e}])
