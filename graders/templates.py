@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from typing import Any
-
-import jinja2
-from jinja2 import meta
-from jinja2.sandbox import SandboxedEnvironment
+from typing import TYPE_CHECKING, Any
 
 from .batch import Batch, Column, Path, all_text, to_text
 from .errors import GradingError
+
+if TYPE_CHECKING:
+    import jinja2
 
 NAMESPACES = frozenset({"item", "sample"})
 
@@ -20,17 +20,22 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]\w*" + _STEP + r"*)\s*\}\}")
 _STEPS = re.compile(r"\.([A-Za-z_]\w*)|\[\s*(-?\d+|'[^'\]]*'|\"[^\"\]]*\")\s*\]")
 
 
-def _finalize(value: Any) -> Any:
-    # Non-string values render as JSON (as OpenAI's templates do), not as Python reprs.
-    if isinstance(value, str | jinja2.Undefined):
-        return value
-    try:
-        return json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return str(value)
+@functools.cache
+def _jinja() -> Any:
+    """The sandboxed jinja2 environment, imported on first use (plain-path templates never need it)."""
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
 
+    def finalize(value: Any) -> Any:
+        # Non-string values render as JSON (as OpenAI's templates do), not as Python reprs.
+        if isinstance(value, str | jinja2.Undefined):
+            return value
+        try:
+            return json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError):
+            return str(value)
 
-_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, finalize=_finalize)
+    return SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, finalize=finalize)
 
 
 def _parse_path(text: str) -> Path:
@@ -73,12 +78,15 @@ class Template:
             self._parts = parts
             roots = {p[0] for p in self.paths}
         else:
+            import jinja2
+            from jinja2 import meta
+
             try:
-                ast = _ENV.parse(source)
+                ast = _jinja().parse(source)
             except jinja2.TemplateSyntaxError as e:
                 raise ValueError(f"template syntax error on line {e.lineno}: {e.message}") from None
             roots = meta.find_undeclared_variables(ast)
-            self._jinja = _ENV.from_string(source)
+            self._jinja = _jinja().from_string(source)
         unknown = sorted(str(r) for r in roots - NAMESPACES)
         if unknown:
             raise ValueError(
@@ -133,6 +141,8 @@ class Template:
         return Column(out, failures)
 
     def _render_jinja(self, batch: Batch) -> Column:
+        import jinja2
+
         assert self._jinja is not None
         dicts = batch.sample_dicts()
         out: list[str] = []
