@@ -6,7 +6,9 @@ import argparse
 import json
 import shutil
 import sys
+import threading
 import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +98,36 @@ def gradekit_cli(*argv: str) -> int:
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)
+
+
+class LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 (a free port) for the duration of a `with` block."""
+
+    server_class: type[ThreadingHTTPServer] = ThreadingHTTPServer
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+    def _start_server(self) -> None:
+        self.server = self.server_class(("127.0.0.1", 0), self._handler_class())
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def address(self) -> str:
+        """host:port."""
+        host, port = self.server.server_address[:2]
+        return f"{host}:{port}"
+
+    @property
+    def url(self) -> str:
+        """http://host:port."""
+        return f"http://{self.address}"
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=10)

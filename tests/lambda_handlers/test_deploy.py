@@ -9,7 +9,7 @@ import json
 import threading
 import types
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -23,7 +23,7 @@ from gradekit.lambda_handlers.build import HANDLER, BuildReport
 from gradekit.lambda_handlers.deploy import DeployError, RemoteInvokeError, deploy, invoke_remote
 from gradekit.lambda_handlers.invoke import LocalInvokeError, invoke_local
 
-from .bundles import bedrock_event, built_bundle, gradekit_cli, handler_output
+from .bundles import LoopbackServer, bedrock_event, built_bundle, gradekit_cli, handler_output
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -187,30 +187,14 @@ def test_cli_deploy_prints_the_grader_json(
 # --- invoke_remote (a Lambda Invoke API running the bundle locally) --------------------------------------------
 
 
-class InvokeAPI:
+class InvokeAPI(LoopbackServer):
     """`POST /2015-03-31/functions/{name}/invocations` on 127.0.0.1, running known functions with invoke_local."""
 
     def __init__(self, functions: dict[str, Path]) -> None:
         self.functions = functions
         self.calls: list[str] = []
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        """The endpoint URL to give boto3."""
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> InvokeAPI:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=10)
+        self._start_server()
 
     def invoke(self, name: str, event: Any) -> tuple[int, bytes, dict[str, str]]:
         """Status, body and headers of one invocation, as Lambda answers them."""

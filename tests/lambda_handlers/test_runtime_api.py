@@ -26,7 +26,7 @@ import pytest
 from gradekit.lambda_handlers.build import HANDLER
 from gradekit.lambda_handlers.invoke import lambda_environment
 
-from .bundles import SECURITY_GRADER, bedrock_event, built_bundle, handler_output
+from .bundles import SECURITY_GRADER, LoopbackServer, bedrock_event, built_bundle, handler_output
 
 PREFIX = "/2018-06-01/runtime"
 #: How long one `next` request waits for an event before answering 503 (the client is stopped long before).
@@ -43,8 +43,10 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class RuntimeAPI:
+class RuntimeAPI(LoopbackServer):
     """A Lambda Runtime API on 127.0.0.1 handing out a fixed list of events and recording the answers."""
+
+    server_class = _Server
 
     def __init__(self, events: list[Any]) -> None:
         self.ids = [str(uuid.uuid4()) for _ in events]
@@ -57,24 +59,11 @@ class RuntimeAPI:
         self.done = threading.Event()
         self.closing = threading.Event()
         self._lock = threading.Lock()
-        self.server = _Server(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def address(self) -> str:
-        """host:port, the value of AWS_LAMBDA_RUNTIME_API."""
-        host, port = self.server.server_address[:2]
-        return f"{host}:{port}"
-
-    def __enter__(self) -> RuntimeAPI:
-        self._thread.start()
-        return self
+        self._start_server()
 
     def __exit__(self, *exc: object) -> None:
         self.closing.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=10)
+        super().__exit__(*exc)
 
     def _record(self, kind: str, request_id: str | None, body: Any, error_type: str = "") -> None:
         with self._lock:
