@@ -919,7 +919,10 @@ class _Worker:
         o = self.options
         if end.code == -signal.SIGXCPU and not end.killed:
             return _server_error("cpu_time_limit", f"grade() used more than {o.cpu_time:g} s of CPU time")
-        if end.maxrss >= 0.9 * o.memory_bytes and not end.killed:  # e.g. a C extension aborting on a failed malloc
+        output = self.output.decode("utf-8", "replace").strip()[-300:]
+        if not end.killed and (end.maxrss >= 0.9 * o.memory_bytes or "MemoryError" in output):
+            # A C extension aborting on a failed malloc, or the interpreter itself giving up ("Fatal Python
+            # error: ... MemoryError") when the limit hit outside code that could raise it.
             return self._memory_error()
         if end.code is not None and end.code < 0 and not end.killed:
             number = -end.code
@@ -931,7 +934,6 @@ class _Worker:
             how = "it closed its protocol pipe" if frame == "eof" else "it sent a malformed reply"
         else:
             how = f"exit code {end.code}"
-        output = self.output.decode("utf-8", "replace").strip()[-300:]
         tail = f"; its last output: {output}" if output else ""
         return _server_error("worker_crashed", f"the sandbox worker died while grading ({how}){tail}")
 
