@@ -877,6 +877,18 @@ class _Worker:
         except OSError:
             pass  # the worker is gone: the exchange will tell
 
+    def _near_memory_limit(self) -> bool:
+        """True when the (live) worker's peak address space came within 10% of the memory limit."""
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                status = f.read()
+        except OSError:
+            return False
+        for line in status.splitlines():
+            if line.startswith("VmPeak:"):
+                return int(line.split()[1]) * 1024 >= 0.9 * self.options.memory_bytes
+        return False
+
     def _memory_error(self) -> Call:
         limit = self.options.memory_bytes / 2**20
         return _server_error("memory_limit", f"grade() ran out of memory (limit {limit:g} MiB)")
@@ -900,6 +912,10 @@ class _Worker:
                 call = Call(error=GradingError("python_grader_runtime_error", message, truncate_detail(detail)))
             elif kind == "limit":
                 call = self._output_error() if frame.get("type") == "output_limit" else self._memory_error()
+            elif self._near_memory_limit():
+                # Allocation failures inside C code can surface as odd errors ("SystemError: error return
+                # without exception set") rather than MemoryError; the worker's peak address space tells.
+                call = self._memory_error()
             else:
                 call = _server_error("worker_crashed", f"the sandbox worker failed: {frame.get('msg', kind)!s:.300}")
             if frame.get("retire") or kind not in ("ok", "error", "limit") or frame.get("type") == "memory_limit":
