@@ -37,7 +37,7 @@ from pydantic import ValidationError
 
 from gradekit.graders import Grader, GraderValidationError, GradingError, RunResult, run, validate
 from gradekit.graders.aggregate import Aggregate
-from gradekit.runtime.engine import Engine, Pair
+from gradekit.runtime.engine import Engine, Pair, load_backend
 from gradekit.runtime.jsonl import JsonlError, JsonlWriter, Line, count_lines, iter_lines, scan_complete_lines
 from gradekit.runtime.report import print_summary
 
@@ -315,7 +315,11 @@ def _cmd_grade(args: argparse.Namespace) -> int:
         if total is not None and n_samples is not None and total != n_samples:
             raise _mismatch(data, total, samples, n_samples)
 
-    engine = Engine(grader, chunk_size=args.chunk_size, concurrency=args.concurrency)
+    try:
+        backend = load_backend(args.backend, grader) if args.backend else None
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    engine = Engine(grader, chunk_size=args.chunk_size, concurrency=args.concurrency, backend=backend)
     resuming = args.resume and out.exists()
     done = _resume(out, engine.aggregate, grader) if resuming else _Done()
     rows: deque[int] = deque()
@@ -400,6 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="keep the rows already in --out; grade only the rest")
     p.add_argument("--chunk-size", type=_positive, default=256, metavar="N", help="rows per grading batch")
     p.add_argument("--concurrency", type=_positive, default=4, metavar="N", help="batches in flight")
+    p.add_argument(
+        "--backend",
+        metavar="NAME:SPEC",
+        help="grade elsewhere, e.g. lambda:<function arn> (a deployed gradekit reward Lambda); "
+        "backends come from the gradekit.backends entry point group",
+    )
     p.add_argument(
         "--sample-from",
         metavar="BASE_URL",

@@ -13,7 +13,8 @@ import queue
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from importlib.metadata import entry_points
+from typing import Any, Protocol
 
 from gradekit.graders import BatchResult, Env, Grader, RunResult, arun_batch, validate
 from gradekit.graders.aggregate import Aggregate
@@ -21,6 +22,27 @@ from gradekit.graders.api import GraderLike
 from gradekit.graders.samples import SampleInput
 
 Pair = tuple[SampleInput, Mapping[str, Any] | None]
+
+#: Entry point group of grading backends: each names a factory `(spec: str, grader: Grader) -> Backend`.
+BACKENDS_GROUP = "gradekit.backends"
+
+
+class Backend(Protocol):
+    """Grades one chunk of rows somewhere else (e.g. a deployed reward Lambda) instead of in this process."""
+
+    async def grade(self, grader: Grader, samples: list[SampleInput], items: list[Any]) -> BatchResult:
+        """The chunk's results, in order, one per row; failures are flags, never exceptions."""
+        ...
+
+
+def load_backend(name_and_spec: str, grader: Grader) -> Backend:
+    """The backend that `NAME:SPEC` names (`lambda:arn:aws:lambda:...`), from the `gradekit.backends` group."""
+    name, _, spec = name_and_spec.partition(":")
+    found = [e for e in entry_points(group=BACKENDS_GROUP) if e.name == name]
+    if not found:
+        known = ", ".join(sorted(e.name for e in entry_points(group=BACKENDS_GROUP))) or "none installed"
+        raise ValueError(f"unknown grading backend {name!r} (known: {known})")
+    return found[0].load()(spec, grader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +84,10 @@ async def _chunks(pairs: Iterable[Pair] | AsyncIterable[Pair], size: int) -> Asy
 
 
 class Engine:
-    """Grades streams of rows with one grader; `aggregate` holds the running summary."""
+    """Grades streams of rows with one grader; `aggregate` holds the running summary.
+
+    Chunks are graded in this process, or by `backend` when one is given (see `load_backend`).
+    """
 
     def __init__(
         self,
@@ -72,6 +97,7 @@ class Engine:
         chunk_size: int = 256,
         concurrency: int = 4,
         ordered: bool = True,
+        backend: Backend | None = None,
     ) -> None:
         if chunk_size < 1 or concurrency < 1:
             raise ValueError("chunk_size and concurrency must be at least 1")
@@ -80,11 +106,14 @@ class Engine:
         self.chunk_size = chunk_size
         self.concurrency = concurrency
         self.ordered = ordered
+        self.backend = backend
         self.aggregate = Aggregate(name=self.grader.name)
 
     async def _grade_chunk(self, start: int, chunk: list[Pair]) -> tuple[int, BatchResult]:
         samples = [s for s, _ in chunk]
         items = [i for _, i in chunk]
+        if self.backend is not None:
+            return start, await self.backend.grade(self.grader, samples, items)
         return start, await arun_batch(self.grader, samples, items, env=self.env)
 
     def _emit(self, start: int, result: BatchResult) -> list[Graded]:

@@ -84,3 +84,29 @@ def test_consumer_can_stop_early() -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Engine(CHECK, chunk_size=0)
+
+
+def test_backend_grades_the_chunks() -> None:
+    from gradekit.graders import BatchResult, Grader, run_batch
+    from gradekit.graders.samples import SampleInput
+
+    seen: list[int] = []
+
+    class Doubling:
+        """A backend that grades in-process and records chunk sizes (what a remote backend would receive)."""
+
+        async def grade(self, grader: Grader, samples: list[SampleInput], items: list[Any]) -> BatchResult:
+            seen.append(len(samples))
+            return run_batch(grader, samples, items)
+
+    engine = Engine(CHECK, chunk_size=4, concurrency=2, backend=Doubling())
+    out = list(engine.stream(pairs(10)))
+    assert [g.result.reward for g in out] == [expected_reward(i) for i in range(10)]
+    assert sorted(seen) == [2, 4, 4]
+
+
+def test_unknown_backend_is_a_clear_error() -> None:
+    from gradekit.runtime.engine import load_backend
+
+    with pytest.raises(ValueError, match="unknown grading backend 'nope'"):
+        load_backend("nope:x", CHECK)
