@@ -188,6 +188,17 @@ def _worker_main() -> None:
         usage = rusage(rusage_self)
         return usage.ru_utime + usage.ru_stime
 
+    def vm_peak() -> int:
+        # Peak address space in bytes, sent with a crash: the parent cannot read it once this process exits.
+        try:
+            with open(f"/proc/{pid}/status", "rb") as status:
+                for line in status:
+                    if line.startswith(b"VmPeak:"):
+                        return int(line.split()[1]) * 1024
+        except any_exception:
+            pass
+        return 0
+
     def send(message: dict[str, Any] | str) -> None:
         data = (message if instance_of(message, str) else encode(message)).encode("ascii")
         view = memoryview(header.pack(length(data)) + data)
@@ -311,7 +322,7 @@ def _worker_main() -> None:
         except memory_error:
             retire = True  # the reply is built below, once the exception has let go of the memory
         except any_exception as exc:  # a worker bug, or state broken beyond what `repair` fixes
-            reply, retire = {"t": "crash", "msg": describe(exc)}, True
+            reply, retire = {"t": "crash", "msg": describe(exc), "peak": vm_peak()}, True
         send(reply if reply is not None else {"t": "limit", "type": "memory_limit"})
         if retire:
             exit_now(0)
@@ -877,17 +888,9 @@ class _Worker:
         except OSError:
             pass  # the worker is gone: the exchange will tell
 
-    def _near_memory_limit(self) -> bool:
-        """True when the (live) worker's peak address space came within 10% of the memory limit."""
-        try:
-            with open(f"/proc/{self.pid}/status") as f:
-                status = f.read()
-        except OSError:
-            return False
-        for line in status.splitlines():
-            if line.startswith("VmPeak:"):
-                return int(line.split()[1]) * 1024 >= 0.9 * self.options.memory_bytes
-        return False
+    def _near_memory_limit(self, peak: Any) -> bool:
+        """True when the worker's peak address space (as it reported it) came within 10% of the memory limit."""
+        return isinstance(peak, int) and peak >= 0.9 * self.options.memory_bytes
 
     def _memory_error(self) -> Call:
         limit = self.options.memory_bytes / 2**20
@@ -912,7 +915,7 @@ class _Worker:
                 call = Call(error=GradingError("python_grader_runtime_error", message, truncate_detail(detail)))
             elif kind == "limit":
                 call = self._output_error() if frame.get("type") == "output_limit" else self._memory_error()
-            elif self._near_memory_limit():
+            elif self._near_memory_limit(frame.get("peak")):
                 # Allocation failures inside C code can surface as odd errors ("SystemError: error return
                 # without exception set") rather than MemoryError; the worker's peak address space tells.
                 call = self._memory_error()

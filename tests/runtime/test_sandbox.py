@@ -350,7 +350,9 @@ def test_memory_limit(fresh_children: set[int]) -> None:
     with SandboxPool(workers=2, memory_bytes=256 * 1024**2) as pool:
         calls = _grade(pool, source, [1.0, "grow", "crumbs", "huge", 2.0])
         assert _flags(calls) == [None] + ["python_grader_server_error"] * 3 + [None]
-        assert [c.error.detail for c in calls if c.error] == ["memory_limit"] * 3
+        assert [c.error.detail for c in calls if c.error] == ["memory_limit"] * 3, [
+            c.error.message for c in calls if c.error
+        ]
         assert _values(calls) == [1.0, None, None, None, 2.0]
         _assert_serving(pool, fresh_children)
 
