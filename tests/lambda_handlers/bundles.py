@@ -25,6 +25,8 @@ EXAMPLES = ROOT / "examples"
 SECURITY_GRADER = EXAMPLES / "security_review" / "grader.json"
 BEDROCK_EVENT = EXAMPLES / "bedrock_event.json"
 LOCAL_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+#: The AWS region of the tests that talk to AWS APIs on loopback.
+REGION = "us-east-1"
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 ANSWER_GRADER = {

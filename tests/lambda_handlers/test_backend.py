@@ -8,7 +8,6 @@ import asyncio
 import json
 import re
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -24,10 +23,9 @@ from gradekit.lambda_handlers.backend import LambdaBackend, to_bedrock_sample
 from gradekit.runtime import engine
 from gradekit.runtime.cli import main
 
-from .bundles import EXAMPLES, SECURITY_GRADER, LoopbackServer, built_bundle
+from .bundles import EXAMPLES, REGION, SECURITY_GRADER, LoopbackServer, built_bundle
 from .test_deploy import InvokeAPI
 
-REGION = "us-east-1"
 NAME = "reward"
 DATA = EXAMPLES / "security_review" / "valid.jsonl"
 SAMPLES = EXAMPLES / "security_review" / "samples.jsonl"
@@ -36,19 +34,7 @@ MAX_CALLS = 40
 LAMBDA_ENTRY = EntryPoint("lambda", "gradekit.lambda_handlers.backend:LambdaBackend", engine.BACKENDS_GROUP)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fake_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Fake credentials and none of the machine's AWS configuration files, for the whole module."""
-    empty = tmp_path_factory.mktemp("aws")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.setenv("AWS_DEFAULT_REGION", REGION)
-        patch.setenv("AWS_CONFIG_FILE", str(empty / "config"))
-        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty / "credentials"))
-        for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_LAMBDA"):
-            patch.delenv(name, raising=False)
-        yield
+pytestmark = pytest.mark.usefixtures("fake_aws")
 
 
 def rows() -> tuple[list[Any], list[dict[str, Any]]]:

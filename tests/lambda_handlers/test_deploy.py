@@ -23,9 +23,8 @@ from gradekit.lambda_handlers.build import HANDLER, BuildReport
 from gradekit.lambda_handlers.deploy import DeployError, RemoteInvokeError, deploy, invoke_remote
 from gradekit.lambda_handlers.invoke import LocalInvokeError, invoke_local
 
-from .bundles import LoopbackServer, bedrock_event, built_bundle, gradekit_cli, handler_output
+from .bundles import REGION, LoopbackServer, bedrock_event, built_bundle, gradekit_cli, handler_output
 
-REGION = "us-east-1"
 ACCOUNT = "123456789012"
 TRUST = {
     "Version": "2012-10-17",
@@ -33,21 +32,6 @@ TRUST = {
 }
 #: Most requests the Invoke API answers in one test module.
 MAX_INVOKES = 10
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fake_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Fake credentials and none of the machine's AWS configuration files, for the whole module."""
-    empty = tmp_path_factory.mktemp("aws")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.setenv("AWS_DEFAULT_REGION", REGION)
-        patch.setenv("AWS_CONFIG_FILE", str(empty / "config"))
-        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty / "credentials"))
-        for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_LAMBDA"):
-            patch.delenv(name, raising=False)
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +44,9 @@ def moto_url() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+pytestmark = pytest.mark.usefixtures("fake_aws")
 
 
 def client(service: str, url: str) -> Any:
