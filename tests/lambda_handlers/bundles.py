@@ -133,3 +133,32 @@ class LoopbackServer:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(timeout=10)
+
+
+class JsonPostServer(LoopbackServer):
+    """A `LoopbackServer` answering every POST with what `respond(path, payload)` returns."""
+
+    def respond(self, path: str, payload: bytes) -> tuple[int, bytes, dict[str, str]]:
+        """Status, JSON body and extra headers for one request."""
+        raise NotImplementedError
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                payload = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status, body, headers = api.respond(self.path, payload)
+                self.send_response(status)
+                for key, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler

@@ -8,7 +8,6 @@ import asyncio
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler
 from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from gradekit.lambda_handlers.backend import LambdaBackend, to_bedrock_sample
 from gradekit.runtime import engine
 from gradekit.runtime.cli import main
 
-from .bundles import EXAMPLES, REGION, SECURITY_GRADER, LoopbackServer, built_bundle
+from .bundles import EXAMPLES, REGION, SECURITY_GRADER, JsonPostServer, built_bundle
 from .test_deploy import InvokeAPI
 
 NAME = "reward"
@@ -55,7 +54,7 @@ class Context:
         return 60_000
 
 
-class HandlerAPI(LoopbackServer):
+class HandlerAPI(JsonPostServer):
     """The Lambda Invoke API running `bedrock_reward_handler(security_review)` in this process.
 
     The first `throttle` calls answer `error` (status, error type: a 429 throttle by default); a payload
@@ -97,26 +96,9 @@ class HandlerAPI(LoopbackServer):
             out = [r for r in self._handler(event, Context()) if r["id"] != self.drop]
             return 200, json.dumps(out).encode(), {}
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                payload = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status, body, headers = api.invoke(payload)
-                self.send_response(status)
-                for key, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        return Handler
+    def respond(self, path: str, payload: bytes) -> tuple[int, bytes, dict[str, str]]:
+        """Every POST is an invocation of the one function."""
+        return self.invoke(payload)
 
 
 def lambda_client(url: str) -> Any:

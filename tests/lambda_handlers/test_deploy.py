@@ -9,7 +9,6 @@ import json
 import threading
 import types
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -23,7 +22,7 @@ from gradekit.lambda_handlers.build import HANDLER, BuildReport
 from gradekit.lambda_handlers.deploy import DeployError, RemoteInvokeError, deploy, invoke_remote
 from gradekit.lambda_handlers.invoke import LocalInvokeError, invoke_local
 
-from .bundles import REGION, LoopbackServer, bedrock_event, built_bundle, gradekit_cli, handler_output
+from .bundles import REGION, JsonPostServer, bedrock_event, built_bundle, gradekit_cli, handler_output
 
 ACCOUNT = "123456789012"
 TRUST = {
@@ -174,7 +173,7 @@ def test_cli_deploy_prints_the_grader_json(
 # --- invoke_remote (a Lambda Invoke API running the bundle locally) --------------------------------------------
 
 
-class InvokeAPI(LoopbackServer):
+class InvokeAPI(JsonPostServer):
     """`POST /2015-03-31/functions/{name}/invocations` on 127.0.0.1, running known functions with invoke_local."""
 
     def __init__(self, functions: dict[str, Path]) -> None:
@@ -205,30 +204,12 @@ class InvokeAPI(LoopbackServer):
                 {"X-Amz-Function-Error": "Unhandled", "X-Amz-Log-Result": log_tail},
             )
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                payload = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                parts = self.path.split("?")[0].strip("/").split("/")
-                if len(parts) != 4 or parts[:2] != ["2015-03-31", "functions"] or parts[3] != "invocations":
-                    status, body, headers = 404, b"{}", {"x-amzn-ErrorType": "UnknownOperationException"}
-                else:
-                    status, body, headers = api.invoke(unquote(parts[2]), json.loads(payload or b"null"))
-                self.send_response(status)
-                for key, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        return Handler
+    def respond(self, path: str, payload: bytes) -> tuple[int, bytes, dict[str, str]]:
+        """Route `POST /2015-03-31/functions/{name}/invocations` to `invoke`."""
+        parts = path.split("?")[0].strip("/").split("/")
+        if len(parts) != 4 or parts[:2] != ["2015-03-31", "functions"] or parts[3] != "invocations":
+            return 404, b"{}", {"x-amzn-ErrorType": "UnknownOperationException"}
+        return self.invoke(unquote(parts[2]), json.loads(payload or b"null"))
 
 
 LIVE = arn("reward", "live")
