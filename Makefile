@@ -14,6 +14,8 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# verl's own reward managers are tested; its pins (transformers<5.11, vllm...) target GPU clusters, so no deps.
+	$(BIN)/pip install --quiet --no-deps verl==0.9.1
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -43,10 +43,13 @@ def _content_text(content: Any) -> str:
 
 def _from_message(message: Mapping[str, Any], choices: list[Any]) -> dict[str, Any]:
     text = _content_text(message.get("content"))
+    tool_calls = message.get("tool_calls") or []
+    if not isinstance(tool_calls, list):
+        raise GradingError("sample_parse_error", f"message tool_calls is not a list: {tool_calls!r:.200}")
     return {
         "output_text": text,
         "output_json": parse_json_output(text),
-        "output_tools": list(message.get("tool_calls") or []),
+        "output_tools": list(tool_calls),
         "choices": choices,
     }
 

@@ -360,14 +360,22 @@ def _forbidden(name: str) -> bool:
     return name in _FORBIDDEN or name.startswith(_FORBIDDEN_PREFIXES)
 
 
+_EXTRA_MARKER = re.compile(r"""extra\s*==""")
+
+
 def _check_forbidden(install: list[dict[str, Any]]) -> None:
     """Fails before anything is downloaded if the resolution holds torch or its kin, naming who pulls it."""
     metas = {_canonical(i["metadata"]["name"]): i for i in install}
     bad = sorted(n for n in metas if _forbidden(n))
     if not bad:
         return
+    # Requirements behind an extra are left out: the chain shown must be one the resolution really took.
     requires = {
-        name: {_canonical(m.group(1)) for r in i["metadata"].get("requires_dist", []) if (m := _NAME.match(r))}
+        name: {
+            _canonical(m.group(1))
+            for r in i["metadata"].get("requires_dist", [])
+            if (m := _NAME.match(r)) and not _EXTRA_MARKER.search(r)
+        }
         for name, i in metas.items()
     }
     # breadth-first from what was asked for, so the message shows the shortest chain that pulls it in

@@ -5,7 +5,7 @@ gradekit validate GRADER
 gradekit run GRADER --sample TEXT [--item JSON]
 gradekit grade --grader G --data data.jsonl --samples samples.jsonl --out results.jsonl [--resume]
 gradekit grade --grader G --data data.jsonl --sample-from BASE_URL --model NAME --out results.jsonl
-gradekit serve [--host 127.0.0.1] [--port 8000] [--api-key KEY]
+gradekit serve [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--grader GRADER]
 ```
 
 GRADER is a `.json`/`.yaml` file, JSON text, or a `module:function` reference (see `load_grader`).
@@ -353,7 +353,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     api_key = args.api_key or os.environ.get("GRADEKIT_API_KEY") or None
     if api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         _say(f"gradekit: warning: serving on {args.host} without an API key: anyone who can reach it can grade")
-    serve(args.host, args.port, api_key, max_body_bytes=args.max_body_bytes, log_level=args.log_level)
+    grader = validate(args.grader) if args.grader else None  # a bad grader fails here, before the server starts
+    serve(args.host, args.port, api_key, max_body_bytes=args.max_body_bytes, grader=grader, log_level=args.log_level)
     return 0
 
 
@@ -427,6 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", metavar="KEY", help="require `Authorization: Bearer KEY` (default $GRADEKIT_API_KEY)")
     p.add_argument("--max-body-bytes", type=_positive, default=8 * 1024 * 1024, metavar="N", help="request size cap")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument(
+        "--grader",
+        metavar="GRADER",
+        help=f"the server's own grader ({grader_help}), for plugin routes whose callers send none, "
+        "e.g. OpenRLHF's POST /openrlhf/get_reward",
+    )
 
     for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
         try:

@@ -109,12 +109,14 @@ class Engine:
         self.backend = backend
         self.aggregate = Aggregate(name=self.grader.name)
 
-    async def _grade_chunk(self, start: int, chunk: list[Pair]) -> tuple[int, BatchResult]:
-        samples = [s for s, _ in chunk]
-        items = [i for _, i in chunk]
+    async def grade(self, samples: list[SampleInput], items: list[Any]) -> BatchResult:
+        """Grade one chunk of rows (here or on the backend); `aggregate` is left untouched."""
         if self.backend is not None:
-            return start, await self.backend.grade(self.grader, samples, items)
-        return start, await arun_batch(self.grader, samples, items, env=self.env)
+            return await self.backend.grade(self.grader, samples, items)
+        return await arun_batch(self.grader, samples, items, env=self.env)
+
+    async def _grade_chunk(self, start: int, chunk: list[Pair]) -> tuple[int, BatchResult]:
+        return start, await self.grade([s for s, _ in chunk], [i for _, i in chunk])
 
     def _emit(self, start: int, result: BatchResult) -> list[Graded]:
         self.aggregate.add_batch(result)

@@ -16,7 +16,9 @@ provides one, in-process (trusted code only) with the bare default `Env`.
 Plugins: upper layers add routes without this module importing them. Every entry point in the group
 `gradekit.routes` names a callable `register(app: FastAPI) -> None`, called once per `create_app` after the
 built-in routes (which therefore win on a clash). A plugin that fails to load is logged and skipped. Plugin
-routes sit behind the same API key and body limit and may raise `APIError` for OpenAI-style errors.
+routes sit behind the same API key and body limit and may raise `APIError` for OpenAI-style errors; they
+find the environment in `app.state.env` and the server's own grader (`gradekit serve --grader`, else None) in
+`app.state.grader`.
 """
 
 from __future__ import annotations
@@ -449,14 +451,21 @@ def _load_plugins(app: FastAPI) -> None:
             logger.warning("%s plugin %r (%s) failed; skipped", ROUTES_GROUP, ep.name, ep.value, exc_info=True)
 
 
-def create_app(*, api_key: str | None = None, max_body_bytes: int = MAX_BODY_BYTES, env: Env | None = None) -> FastAPI:
-    """The gradekit HTTP API; `env` grades (None: the default environment), `api_key` guards every route."""
+def create_app(
+    *,
+    api_key: str | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    env: Env | None = None,
+    grader: Grader | None = None,
+) -> FastAPI:
+    """The gradekit HTTP API; `env` grades (None: default), `api_key` guards every route, `grader` is for plugins."""
     app = FastAPI(
         title="gradekit",
         summary="OpenAI-compatible grader run/validate API and gradekit's batch grading",
         version=_version(),
     )
     app.state.env = env
+    app.state.grader = grader
 
     @app.post(RUN_PATH, responses={200: {"model": RunResult}})
     async def run_grader(body: RunRequest) -> Response:
@@ -520,10 +529,11 @@ def serve(
     *,
     max_body_bytes: int = MAX_BODY_BYTES,
     env: Env | None = None,
+    grader: Grader | None = None,
     log_level: str = "info",
 ) -> None:
     """Serve the API with uvicorn until interrupted (on 127.0.0.1 unless `host` says otherwise)."""
-    app = create_app(api_key=api_key, max_body_bytes=max_body_bytes, env=env)
+    app = create_app(api_key=api_key, max_body_bytes=max_body_bytes, env=env, grader=grader)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 

@@ -18,6 +18,7 @@ def test_python_examples_run(tmp_path: Path) -> None:
     assert len(blocks) >= 5
     script = tmp_path / "readme_examples.py"
     script.write_text("\n\n".join(blocks), encoding="utf-8")
+    (tmp_path / "examples").symlink_to(ROOT / "examples")  # examples name files under examples/
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "is undefined" in out.stdout

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gradekit.graders import tool_calls
+from gradekit.graders import run_batch, tool_calls
 from gradekit.graders.errors import ERROR_FLAGS, GradingError
 from gradekit.graders.tool_calls import ToolCallScore, score_tool_calls
 
@@ -596,3 +596,12 @@ def test_each_actual_call_is_validated_once(monkeypatch: pytest.MonkeyPatch) -> 
     score = score_tool_calls(actual, expected, arguments="schema", tools=TOOLS)
     assert score.matched == 2
     assert sorted(calls) == ["get_time", "get_weather", "get_weather"]
+
+
+def test_tool_calls_that_are_not_a_list_flag_only_their_sample() -> None:
+    grader = {"type": "string_check", "name": "s", "input": "{{ sample.output_text }}", "reference": "a"}
+    grader["operation"] = "eq"
+    bad = [{"role": "assistant", "content": "a", "tool_calls": 5}]
+    result = run_batch(grader, [bad, "a"], [{}, {}])
+    assert result.rewards == [0.0, 1.0]
+    assert result.error_flags(0) == ["sample_parse_error"]

@@ -1,0 +1,77 @@
+"""Regenerate the ticket-routing example files (train.jsonl, valid.jsonl) deterministically."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from pathlib import Path
+
+HERE = Path(__file__).parent
+INSTRUCTION = (
+    "Route the support ticket to one team: billing, account, shipping or technical. Answer with the team only."
+)
+PROBLEMS = {
+    "billing": [
+        "I was charged twice for one order",
+        "my invoice shows the wrong amount",
+        "the refund never reached my card",
+        "my payment was declined",
+        "there is an unknown fee on my bill",
+        "the subscription price went up without notice",
+    ],
+    "account": [
+        "I cannot log in",
+        "my password reset link expired",
+        "my profile is locked",
+        "I want to change my email address",
+        "two-factor codes never arrive",
+        "someone took over my username",
+    ],
+    "shipping": [
+        "my package has not arrived",
+        "the courier left the parcel at the wrong door",
+        "tracking has not updated for a week",
+        "the delivery date keeps moving",
+        "the box arrived damaged",
+        "I need to change the delivery address",
+    ],
+    "technical": [
+        "the app crashes on start",
+        "the website shows an error page",
+        "sync stops after the update",
+        "the export button does nothing",
+        "the screen freezes when I upload a photo",
+        "notifications stopped working",
+    ],
+}
+OPENERS = ["", "Hi,", "Hello team,", "Urgent:"]
+CLOSERS = ["", "Please help.", "What should I do?", "Thanks."]
+
+
+def row(team: str, opener: str, problem: str, closer: str, n: int) -> dict[str, object]:
+    """One RFT row: the prompt messages plus the grader's fields (`team`, `ticket_id`)."""
+    ticket = " ".join(p for p in (opener, problem[0].upper() + problem[1:] + ".", closer) if p)
+    messages = [{"role": "developer", "content": INSTRUCTION}, {"role": "user", "content": ticket}]
+    return {"messages": messages, "team": team, "ticket_id": f"T{n:04d}"}
+
+
+def main() -> None:
+    """Write 160 training rows and 32 validation rows (disjoint tickets, every team equally often)."""
+    rng = random.Random(7)
+    train, valid = [], []
+    for team, problems in PROBLEMS.items():
+        combos = list(itertools.product(OPENERS, problems, CLOSERS))
+        rng.shuffle(combos)
+        valid += [(team, *c) for c in combos[:8]]
+        train += [(team, *c) for c in combos[8:48]]
+    rng.shuffle(train)
+    rng.shuffle(valid)
+    for name, rows in (("train.jsonl", train), ("valid.jsonl", valid)):
+        start = 0 if name == "train.jsonl" else 1000
+        lines = [json.dumps(row(*r, start + i)) for i, r in enumerate(rows)]
+        (HERE / name).write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""`gradekit train` (the integrated RFT loop) and `gradekit evals diff`, added to the `gradekit` command line.
+
+`register(subparsers)` is found through the `gradekit.commands` entry point group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+__all__ = ["register"]
+
+_HYPER = {
+    "n_epochs": int,
+    "batch_size": int,
+    "learning_rate_multiplier": float,
+    "eval_interval": int,
+    "eval_samples": int,
+    "compute_multiplier": float,
+}
+_OPTIONS = {"group_size": int, "max_completion_tokens": int, "learning_rate": float, "kl_beta": float}
+
+
+def _auto(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        if text == "auto":
+            return text
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is neither 'auto' nor a {kind.__name__}") from None
+
+    return parse
+
+
+def register(subparsers: Any) -> None:
+    """Adds `train` and `evals diff` to the `gradekit` command line."""
+    p = subparsers.add_parser(
+        "train",
+        help="reinforcement fine-tune a local model with a grader (GRPO; OpenAI's hyperparameters and metrics)",
+        description="Train a local model on RFT JSONL with a grader as the reward; writes job.json, events.jsonl, "
+        "eval runs, checkpoints and reward_curve.png to --output. Ctrl-C pauses (resume with --resume).",
+    )
+    p.add_argument("--grader", metavar="GRADER", help="a .json/.yaml grader file or module:function")
+    p.add_argument("--train", metavar="FILE", help="training file (RFT JSONL: messages + item fields)")
+    p.add_argument("--valid", metavar="FILE", help="validation file (same format)")
+    p.add_argument("--model", default="tiny-local", help="tiny-local (default) or a local Hugging Face model folder")
+    for name, kind in _HYPER.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=_auto(kind), default="auto", metavar="N|auto")
+    p.add_argument("--reasoning-effort", default="default", choices=["default", "low", "medium", "high"])
+    for name, kind in _OPTIONS.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, metavar="N", help="gradekit loop option")
+    p.add_argument("--seed", type=int, help="random seed (default: a random one, recorded in job.json)")
+    p.add_argument("--suffix", help="up to 40 characters, part of the fine-tuned model's name")
+    p.add_argument("--output", type=Path, help="the run folder (default gradekit-runs/<job id>)")
+    p.add_argument("--backend", metavar="NAME:SPEC", help="grade elsewhere, e.g. lambda:<function arn>")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a paused or killed run")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+    evals = subparsers.add_parser("evals", help="inspect the eval runs a training run wrote at validation steps")
+    commands = evals.add_subparsers(dest="evals_command", metavar="COMMAND", required=True)
+    d = commands.add_parser("diff", help="the validation samples whose output or reward changed between two steps")
+    d.add_argument("before", type=Path, help="an eval-run JSONL (run/evals/step-N.jsonl)")
+    d.add_argument("after", type=Path, help="a later eval-run JSONL of the same run")
+    d.set_defaults(func=_diff)
+
+
+def _job(args: argparse.Namespace) -> Any:
+    from gradekit.runtime.engine import load_backend
+
+    from .job import RFTJob
+
+    if args.resume is not None:
+        return RFTJob.resume(args.resume, progress=not args.quiet)
+    missing = [f"--{n}" for n in ("grader", "train", "valid") if getattr(args, n) is None]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)} (or give --resume RUN_DIR)")
+    from gradekit.graders import load_grader
+
+    grader = load_grader(args.grader)
+    hyper = {name: getattr(args, name) for name in _HYPER}
+    hyper["reasoning_effort"] = args.reasoning_effort
+    options = {name: getattr(args, name) for name in _OPTIONS if getattr(args, name) is not None}
+    return RFTJob(
+        args.model,
+        grader,
+        args.train,
+        args.valid,
+        hyper,
+        seed=args.seed,
+        suffix=args.suffix,
+        output_dir=args.output,
+        options=options,
+        backend=load_backend(args.backend, grader) if args.backend else None,
+        progress=not args.quiet,
+    )
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .job import JobError
+    from .report import format_history
+
+    try:
+        job = _job(args)
+    except (ValueError, OSError, JobError) as e:
+        print(f"gradekit train: {e}", file=sys.stderr)
+        return 2
+
+    def on_interrupt(signum: int, frame: FrameType | None) -> None:
+        if job.pause_requested:
+            job.cancel()
+            print("\ncancelling...", file=sys.stderr)
+        else:
+            job.pause()
+            print("\npausing at the end of this step (Ctrl-C again cancels)...", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        record = job.run()
+    except JobError as e:
+        print(f"gradekit train: job {job.id} failed: {e.message}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    history = [e["data"] for e in job.events if e["type"] == "metrics"]
+    print(format_history(history))
+    print(f"job {record['id']}: {record['status']}")
+    if record["status"] == "paused":
+        print(f"resume with: gradekit train --resume {job.dir}")
+    if record["fine_tuned_model"]:
+        print(f"fine-tuned model: {record['fine_tuned_model']} ({job.dir / 'final'})")
+    print(f"events: {job.dir / 'events.jsonl'}\nreward curve: {job.dir / 'reward_curve.png'}")
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from .evals import diff_eval_runs
+
+    changes = list(diff_eval_runs(args.before, args.after))
+    for c in changes:
+        print(
+            json.dumps(
+                {
+                    "index": c.index,
+                    "sample_index": c.sample_index,
+                    "reward_delta": round(c.reward_delta, 6),
+                    "before": c.before["sample"],
+                    "after": c.after["sample"],
+                },
+                ensure_ascii=False,
+            )
+        )
+    print(f"{len(changes)} samples changed", file=sys.stderr)
+    return 0

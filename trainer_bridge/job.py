@@ -1,0 +1,603 @@
+"""`RFTJob`: gradekit's integrated RFT loop (GRPO) with OpenAI's hyperparameters, metrics, events and checkpoints.
+
+A run lives in one folder:
+
+    job.json            the job object (OpenAI's `fine_tuning.job` fields), replaced atomically on every change
+    events.jsonl        `fine_tuning.job.event` objects, oldest first
+    evals/step-N.jsonl  the eval run of each validation step (prompts, samples, grader outputs)
+    checkpoints/step-N/ the best three validation checkpoints (Hugging Face model folders + checkpoint.json)
+    snapshots/          the resume snapshot (model, optimizer, random state, counters, events offset)
+    reward_curve.png    train and validation reward per step
+    final/              the fine-tuned model, once the job succeeds
+
+A killed run resumes from its snapshot: events, eval runs and checkpoints written after it are dropped and
+redone, so nothing is lost or written twice, and the same seed gives the same metrics as an unbroken run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gradekit.graders import BatchResult, Env, Grader, validate
+from gradekit.graders.aggregate import Aggregate
+from gradekit.graders.api import GraderLike
+from gradekit.graders.errors import ERROR_FLAGS
+from gradekit.runtime.engine import Backend, Engine
+
+from .checkpoints import Checkpoint, CheckpointStore, Snapshots
+from .data import DataError, Row, load_rows
+from .evals import eval_run_path, write_eval_run
+from .events import EventLog, read_events
+from .files import publish_dir, read_json, write_json
+from .grpo import group_advantages, policy_loss
+from .hyperparameters import Hyperparameters, LoopOptions, Resolved
+from .plot import plot_rewards
+from .policy import TINY_MODEL, Policy, Rollout
+
+if TYPE_CHECKING:
+    from torch.optim import Optimizer
+
+__all__ = ["STATUSES", "JobError", "RFTJob"]
+
+STATUSES = ("validating_files", "queued", "running", "paused", "succeeded", "failed", "cancelled")
+FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+TRAINER_STATE = "trainer.pt"
+
+
+class JobError(RuntimeError):
+    """The job failed; `code` and `message` are what the job object's `error` carries."""
+
+    def __init__(self, code: str, message: str, param: str | None = None) -> None:
+        self.code, self.message, self.param = code, message, param
+        super().__init__(message)
+
+
+class _Grading:
+    """An event loop in a thread that grades chunks while the main thread goes on generating."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="gradekit-rft-grading", daemon=True)
+        self.thread.start()
+
+    def submit(self, samples: list[str], items: list[Any]) -> Future[tuple[BatchResult, float]]:
+        """Start grading; the future holds the result and the seconds grading took."""
+
+        async def grade() -> tuple[BatchResult, float]:
+            start = time.perf_counter()
+            result = await self.engine.grade(list(samples), items)
+            return result, time.perf_counter() - start
+
+        return asyncio.run_coroutine_threadsafe(grade(), self.loop)
+
+    def close(self) -> None:
+        """Stop the loop and its thread."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+def _grader_names(grader: Grader) -> list[str]:
+    subs = getattr(grader, "graders", None)
+    if isinstance(subs, dict):
+        return [grader.name, *subs]
+    return [grader.name]
+
+
+def _errors(summary: dict[str, Any], names: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """Every grader's count and rate of every error flag (zeros included), as `event.data.errors` holds them."""
+    seen = summary["errors"]
+    zero = {"count": 0, "rate": 0.0}
+    return {g: {flag: dict(seen.get(g, {}).get(flag, zero)) for flag in ERROR_FLAGS} for g in [*names, *seen]}
+
+
+def _parts(n: int, parts: int) -> list[range]:
+    """`range(n)` cut into at most `parts` contiguous, non-empty pieces."""
+    parts = max(1, min(parts, n))
+    bounds = [round(i * n / parts) for i in range(parts + 1)]
+    return [range(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+class RFTJob:
+    """A reinforcement fine-tuning job on a local model: `run()` trains; `pause()`/`cancel()` stop it.
+
+    `model` is `"tiny-local"` (a small Qwen2 built from a config, vocabulary from the data) or a local Hugging
+    Face model directory. `hyperparameters` take OpenAI's names (`n_epochs`, `batch_size`, ...; `"auto"` allowed).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = TINY_MODEL,
+        grader: GraderLike | None = None,
+        training_file: str | os.PathLike[str] | None = None,
+        validation_file: str | os.PathLike[str] | None = None,
+        hyperparameters: Hyperparameters | dict[str, Any] | None = None,
+        *,
+        seed: int | None = None,
+        suffix: str | None = None,
+        output_dir: str | os.PathLike[str] | None = None,
+        options: LoopOptions | dict[str, Any] | None = None,
+        env: Env | None = None,
+        backend: Backend | None = None,
+        progress: bool = True,
+        job_id: str | None = None,
+        listener: Callable[[dict[str, Any]], None] | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        if grader is None or training_file is None or validation_file is None:
+            raise TypeError("RFTJob needs a grader, a training_file and a validation_file")
+        self.id = job_id or f"ftjob-{secrets.token_hex(12)}"
+        self.model = os.fspath(model)
+        self.grader: Grader = validate(grader)
+        self.training_file = os.fspath(training_file)
+        self.validation_file = os.fspath(validation_file)
+        self.hyperparameters = (
+            hyperparameters
+            if isinstance(hyperparameters, Hyperparameters)
+            else Hyperparameters.model_validate(hyperparameters or {})
+        )
+        self.options = options if isinstance(options, LoopOptions) else LoopOptions(**(options or {}))
+        self.seed = secrets.randbelow(2**31) if seed is None else seed
+        if suffix is not None and len(suffix) > 40:
+            raise ValueError("suffix may be at most 40 characters")
+        self.suffix = suffix
+        self.metadata = metadata
+        self.dir = Path(output_dir) if output_dir is not None else Path("gradekit-runs") / self.id
+        self.env = env
+        self.backend = backend
+        self.progress = progress
+        self.listener = listener
+        self._pause = threading.Event()
+        self._cancel = threading.Event()
+        self.record: dict[str, Any] = {}
+
+    # --- the job object -----------------------------------------------------------------------------------
+
+    @property
+    def status(self) -> str:
+        """The job's status (one of `STATUSES`)."""
+        return self.record.get("status", "validating_files")
+
+    @property
+    def fine_tuned_model(self) -> str:
+        """The name of the model this job produces: `ft:<base>:<suffix>:<job id>`."""
+        base = Path(self.model).name if self.model != TINY_MODEL else TINY_MODEL
+        return f"ft:{base}:{self.suffix or 'gradekit'}:{self.id.removeprefix('ftjob-')}"
+
+    def _new_record(self) -> dict[str, Any]:
+        try:
+            grader_json: dict[str, Any] | None = self.grader.to_json()
+        except Exception:  # e.g. a function grader holding a closure: it is passed again on resume
+            grader_json = None
+        return {
+            "object": "fine_tuning.job",
+            "id": self.id,
+            "created_at": int(time.time()),
+            "model": self.model,
+            "organization_id": "org-gradekit-local",
+            "status": "validating_files",
+            "training_file": self.training_file,
+            "validation_file": self.validation_file,
+            "seed": self.seed,
+            "suffix": self.suffix,
+            "metadata": self.metadata,
+            "hyperparameters": self.hyperparameters.model_dump(),
+            "method": {
+                "type": "reinforcement",
+                "reinforcement": {"grader": grader_json, "hyperparameters": self.hyperparameters.model_dump()},
+            },
+            "fine_tuned_model": None,
+            "trained_tokens": None,
+            "error": None,
+            "finished_at": None,
+            "estimated_finish": None,
+            "result_files": [],
+            "gradekit": {"options": self.options.to_json(), "resolved": None},
+        }
+
+    def _update(self, **fields: Any) -> None:
+        self.record.update(fields)
+        write_json(self.dir / "job.json", self.record)
+
+    # --- control ------------------------------------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Ask the run to write a snapshot at the end of the current step and stop (status `paused`)."""
+        self._pause.set()
+
+    @property
+    def pause_requested(self) -> bool:
+        """Whether `pause()` was called and the run has not stopped yet."""
+        return self._pause.is_set()
+
+    def cancel(self) -> None:
+        """Ask the run to stop at the end of the current step without a final model (status `cancelled`)."""
+        self._cancel.set()
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike[str], *, grader: GraderLike | None = None, **kwargs: Any) -> RFTJob:
+        """The job in run folder `path`, ready to `run()` on from its last snapshot (paused, killed or failed)."""
+        root = Path(path)
+        record = read_json(root / "job.json")
+        if record["status"] in ("succeeded", "cancelled"):
+            raise JobError("job_not_resumable", f"job {record['id']} is {record['status']}; it cannot be resumed")
+        spec = grader if grader is not None else record["method"]["reinforcement"]["grader"]
+        if spec is None:
+            raise ValueError(f"job {record['id']} used a grader that was not saved as JSON: pass grader=...")
+        opts = record.get("gradekit", {}).get("options")
+        job = cls(
+            record["model"],
+            spec,
+            record["training_file"],
+            record["validation_file"],
+            record["hyperparameters"],
+            seed=record["seed"],
+            suffix=record["suffix"],
+            output_dir=root,
+            options=kwargs.pop("options", opts),
+            job_id=record["id"],
+            metadata=record.get("metadata"),
+            **kwargs,
+        )
+        job.record = record
+        return job
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every event so far, oldest first."""
+        path = self.dir / "events.jsonl"
+        return read_events(path) if path.exists() else []
+
+    @property
+    def checkpoints(self) -> list[Checkpoint]:
+        """The kept checkpoints, newest first."""
+        return CheckpointStore(self.dir / "checkpoints", self.id).list()
+
+    # --- the run ------------------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Train until done, paused or cancelled; returns the job object. Raises `JobError` when the job fails."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fresh = not self.record
+        if fresh:
+            self.record = self._new_record()
+        self.events_log = EventLog(self.dir / "events.jsonl", listener=self.listener)
+        self.store = CheckpointStore(self.dir / "checkpoints", self.id)
+        self.snapshots = Snapshots(self.dir / "snapshots")
+        (self.dir / "evals").mkdir(exist_ok=True)
+        if fresh:
+            self._update()
+            self.events_log.emit(f"Created fine-tuning job: {self.id}")
+        try:
+            return self._run(fresh)
+        except JobError as e:
+            self._fail(e)
+            raise
+        except Exception as e:
+            error = JobError("training_error", f"{type(e).__name__}: {e}")
+            self._fail(error)
+            raise error from e
+
+    def _fail(self, error: JobError) -> None:
+        self.events_log.emit(f"Fine-tuning job failed: {error.message}", level="error")
+        self._update(
+            status="failed",
+            error={"code": error.code, "message": error.message, "param": error.param},
+            finished_at=int(time.time()),
+        )
+
+    def _load_data(self) -> tuple[list[Row], list[Row], Resolved]:
+        self._update(status="validating_files")
+        self.events_log.emit("Validating training file and validation file")
+        try:
+            train = load_rows(self.training_file, what="training file")
+        except (DataError, OSError) as e:
+            raise JobError("invalid_training_file", str(e), "training_file") from None
+        try:
+            valid = load_rows(self.validation_file, what="validation file")
+        except (DataError, OSError) as e:
+            raise JobError("invalid_validation_file", str(e), "validation_file") from None
+        try:
+            resolved = self.hyperparameters.resolve(len(train), self.options)
+        except ValueError as e:
+            raise JobError("invalid_hyperparameters", str(e), "hyperparameters") from None
+        return train, valid, resolved
+
+    def _run(self, fresh: bool) -> dict[str, Any]:
+        import torch
+
+        train, valid, res = self._load_data()
+        self.res, self.train_rows, self.valid_rows = res, train, valid
+        self.record["gradekit"]["resolved"] = res.to_json()
+        snapshot = self.snapshots.current()
+        if snapshot is not None:
+            self.policy = Policy.load(snapshot)
+        else:
+            texts = [t for row in [*train, *valid] for t in row.texts]
+            self.policy = Policy.load(self.model, texts=texts, seed=self.seed)
+        base_lr = self.options.learning_rate or (1e-3 if self.model == TINY_MODEL else 1e-5)
+        self.optimizer: Optimizer = torch.optim.AdamW(
+            self.policy.model.parameters(), lr=base_lr * res.learning_rate_multiplier, weight_decay=0.0
+        )
+        self.reference = self._reference(snapshot)
+        self.history: list[dict[str, Any]] = []
+        step, trained_tokens = 0, 0
+        if snapshot is not None:
+            state = torch.load(snapshot / TRAINER_STATE, weights_only=True)
+            self.optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["rng"])
+            step, trained_tokens, self.history = state["step"], state["trained_tokens"], state["history"]
+            # Whatever was written after the snapshot belongs to steps this run repeats.
+            self.events_log.truncate(state["events_offset"])
+            self.store.drop_after(step)
+            for path in (self.dir / "evals").glob("step-*.jsonl"):
+                if int(path.stem.removeprefix("step-")) > step:
+                    path.unlink()
+            self.events_log.emit(f"Fine-tuning job resumed from step {step}")
+        else:
+            torch.manual_seed(self.seed)
+        self._update(status="running", error=None)
+        self.events_log.emit(f"Files validated; training {self.policy.name} for {res.total_steps} steps")
+        self.grading = _Grading(Engine(self.grader, env=self.env, backend=self.backend))
+        try:
+            return self._loop(step, trained_tokens)
+        finally:
+            self.grading.close()
+
+    def _reference(self, snapshot: Path | None) -> Any:
+        if self.options.kl_beta <= 0:
+            return None
+        ref_dir = self.dir / "reference"
+        if snapshot is None:
+            publish_dir(ref_dir, self.policy.save)
+        ref = Policy.load(ref_dir).model
+        ref.eval().requires_grad_(False)
+        return ref
+
+    def _loop(self, step: int, trained_tokens: int) -> dict[str, Any]:
+        from tqdm.auto import tqdm
+
+        res = self.res
+        if step == 0 and not self.history:
+            self._evaluate_and_record(0, {"step": 0, "total_steps": res.total_steps}, trained_tokens)
+        bar = tqdm(total=res.total_steps, initial=step, unit="step", disable=not self.progress, desc=self.id)
+        started, steps_run = time.monotonic(), 0
+        try:
+            while step < res.total_steps:
+                if self._cancel.is_set():
+                    return self._finish_cancelled()
+                if self._pause.is_set():
+                    return self._finish_paused(step, trained_tokens)
+                step += 1
+                data, tokens = self._train_step(step)
+                trained_tokens += tokens
+                if step % res.eval_interval == 0 or step == res.total_steps:
+                    self._evaluate_and_record(step, data, trained_tokens)
+                else:
+                    self.history.append(data)
+                    self._emit_metrics(data)
+                steps_run += 1
+                per_step = (time.monotonic() - started) / steps_run
+                self._update(
+                    trained_tokens=trained_tokens,
+                    estimated_finish=int(time.time() + per_step * (res.total_steps - step)),
+                )
+                bar.update(1)
+                bar.set_postfix(self._postfix(), refresh=False)
+        finally:
+            bar.close()
+        return self._finish_succeeded(trained_tokens)
+
+    def _postfix(self) -> dict[str, str]:
+        last = self.history[-1]
+        valid = next((h["valid_reward_mean"] for h in reversed(self.history) if "valid_reward_mean" in h), None)
+        out = {"train": f"{last.get('train_reward_mean', float('nan')):.3f}"}
+        if valid is not None:
+            out["valid"] = f"{valid:.3f}"
+        return out
+
+    def _emit_metrics(self, data: dict[str, Any]) -> None:
+        step = data["step"]
+        parts = [f"Step {step}/{data['total_steps']}:"]
+        if "train_reward_mean" in data:
+            parts.append(f"train_reward_mean={data['train_reward_mean']:.4f}")
+        if "valid_reward_mean" in data:
+            parts.append(f"valid_reward_mean={data['valid_reward_mean']:.4f}")
+        self.events_log.emit(" ".join(parts), type="metrics", data=data)
+
+    # --- one training step ----------------------------------------------------------------------------------
+
+    def _batch(self, step: int) -> list[Row]:
+        import torch
+
+        res = self.res
+        epoch, position = divmod(step - 1, res.steps_per_epoch)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.train_rows), generator=gen).tolist()
+        return [self.train_rows[i] for i in order[position * res.batch_size : (position + 1) * res.batch_size]]
+
+    def _generate_and_grade(
+        self, rows: list[Row], n: int
+    ) -> tuple[list[tuple[list[Row], Rollout, BatchResult]], dict[str, float]]:
+        """Sample `n` completions per row, a part at a time, grading each part while the next is generated."""
+        generation = 0.0
+        pending: list[tuple[list[Row], Rollout, Future[tuple[BatchResult, float]]]] = []
+        for part in _parts(len(rows), self.options.grading_chunks):
+            chunk = [rows[i] for i in part]
+            start = time.perf_counter()
+            rollout = self.policy.sample(
+                [self.policy.prompt_ids(r) for r in chunk],
+                n,
+                max_new_tokens=self.res.max_completion_tokens,
+                temperature=self.options.temperature,
+            )
+            generation += time.perf_counter() - start
+            items = [r.item for r in chunk for _ in range(n)]
+            pending.append((chunk, rollout, self.grading.submit(rollout.texts, items)))
+        start = time.perf_counter()
+        done, grading = [], 0.0
+        for chunk, rollout, future in pending:
+            result, seconds = future.result()
+            grading += seconds
+            done.append((chunk, rollout, result))
+        timing = {"generation_s": generation, "grading_s": grading, "grading_wait_s": time.perf_counter() - start}
+        return done, timing
+
+    def _train_step(self, step: int) -> tuple[dict[str, Any], int]:
+        import torch
+
+        started = time.perf_counter()
+        res, opts = self.res, self.options
+        parts, timing = self._generate_and_grade(self._batch(step), res.group_size)
+        update_start = time.perf_counter()
+        agg = Aggregate(name=self.grader.name)
+        prepared = []
+        total_tokens = sum(int(r.completion_mask.sum()) for _, r, _ in parts) or 1
+        self.policy.model.train()
+        for _, rollout, result in parts:
+            agg.add_batch(result)
+            advantages = group_advantages(torch.tensor(result.rewards, dtype=torch.float32), res.group_size)
+            old = ref = None
+            if opts.update_epochs > 1 or self.reference is not None:
+                with torch.no_grad():
+                    if opts.update_epochs > 1:
+                        old = self.policy.token_logprobs(rollout, temperature=opts.temperature)
+                    if self.reference is not None:
+                        ref = self.policy.token_logprobs(rollout, temperature=opts.temperature, model=self.reference)
+            prepared.append((rollout, advantages, old, ref))
+        stats = {"clip_fraction": 0.0, "kl": 0.0}
+        for _ in range(opts.update_epochs):
+            self.optimizer.zero_grad(set_to_none=True)
+            for rollout, advantages, old, ref in prepared:
+                logp = self.policy.token_logprobs(rollout, temperature=opts.temperature)
+                mask = rollout.completion_mask.float()
+                loss, part_stats = policy_loss(
+                    logp,
+                    logp.detach() if old is None else old,
+                    advantages,
+                    mask,
+                    clip_epsilon=opts.clip_epsilon,
+                    ref_logp=ref,
+                    beta=opts.kl_beta,
+                )
+                weight = float(mask.sum()) / total_tokens  # token-level mean over the whole batch
+                (loss * weight).backward()
+                for key, value in part_stats.items():
+                    stats[key] += value * weight / opts.update_epochs
+            torch.nn.utils.clip_grad_norm_(self.policy.model.parameters(), 1.0)
+            self.optimizer.step()
+        timing["update_s"] = time.perf_counter() - update_start
+        timing["step_s"] = time.perf_counter() - started
+        summary = agg.summary()
+        completion_tokens = [int(m.sum()) for _, r, _ in parts for m in r.completion_mask]
+        data: dict[str, Any] = {
+            "step": step,
+            "total_steps": res.total_steps,
+            "train_reward_mean": summary["reward_mean"],
+            "train_reward_std": summary["reward_std"],
+            "train_completion_tokens_mean": sum(completion_tokens) / len(completion_tokens),
+            "graders": self._per_grader(summary, "train"),
+            "errors": _errors(summary, _grader_names(self.grader)),
+            "kl": stats["kl"],
+            "clip_fraction": stats["clip_fraction"],
+            "timing": timing,
+        }
+        return data, sum(r.tokens for _, r, _ in parts)
+
+    def _per_grader(self, summary: dict[str, Any], split: str) -> dict[str, dict[str, float]]:
+        per = {self.grader.name: {f"{split}_reward_mean": summary["reward_mean"]}}
+        for name, moments in summary["graders"].items():
+            per[name] = {f"{split}_reward_mean": moments["reward_mean"]}
+        return per
+
+    # --- validation, checkpoints, snapshots ------------------------------------------------------------------
+
+    def _evaluate(self, step: int) -> dict[str, Any]:
+        import torch
+
+        res = self.res
+        agg = Aggregate(name=self.grader.name)
+        parts = []
+        # Validation samples come from their own seeded generator, so evaluating never moves training's RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 7_919 + step)
+            for piece in _parts(len(self.valid_rows), math.ceil(len(self.valid_rows) / res.batch_size)):
+                done, _ = self._generate_and_grade([self.valid_rows[i] for i in piece], res.eval_samples)
+                for chunk, rollout, result in done:
+                    agg.add_batch(result)
+                    parts.append((chunk, rollout.texts, result))
+        write_eval_run(eval_run_path(self.dir / "evals", step), step, parts)
+        summary = agg.summary()
+        return {
+            "valid_reward_mean": summary["reward_mean"],
+            "valid_reward_std": summary["reward_std"],
+            "graders": self._per_grader(summary, "valid"),
+            "valid_errors": _errors(summary, _grader_names(self.grader)),
+        }
+
+    def _evaluate_and_record(self, step: int, data: dict[str, Any], trained_tokens: int) -> None:
+        valid = self._evaluate(step)
+        graders = data.get("graders", {})
+        for name, values in valid.pop("graders").items():
+            graders.setdefault(name, {}).update(values)
+        data.update(valid, graders=graders)
+        self.history.append(data)
+        if step > 0:
+            metrics = {k: v for k, v in data.items() if k in ("step", "train_reward_mean", "valid_reward_mean")}
+            ckpt = self.store.save(step, metrics, self.policy.save)
+            self.events_log.emit(f"Checkpoint created at step {step}", data={"checkpoint": ckpt.id})
+        self._emit_metrics(data)
+        self._snapshot_now(step, trained_tokens)
+        plot_rewards(self.history, self.dir / "reward_curve.png", title=f"{self.id} ({self.grader.name})")
+
+    def _snapshot_now(self, step: int, trained_tokens: int) -> None:
+        import torch
+
+        def write(tmp: Path) -> None:
+            self.policy.save(tmp)
+            state = {
+                "optimizer": self.optimizer.state_dict(),
+                "rng": torch.get_rng_state(),
+                "step": step,
+                "trained_tokens": trained_tokens,
+                "history": self.history,
+                "events_offset": self.events_log.offset(),
+            }
+            torch.save(state, tmp / TRAINER_STATE)
+
+        self.snapshots.save(step, write)
+
+    def _finish_paused(self, step: int, trained_tokens: int) -> dict[str, Any]:
+        self._pause.clear()
+        self._snapshot_now(step, trained_tokens)
+        self.events_log.emit(f"Fine-tuning job paused at step {step}")
+        self._update(status="paused")
+        return self.record
+
+    def _finish_cancelled(self) -> dict[str, Any]:
+        self.events_log.emit("Fine-tuning job cancelled")
+        self._update(status="cancelled", finished_at=int(time.time()))
+        return self.record
+
+    def _finish_succeeded(self, trained_tokens: int) -> dict[str, Any]:
+        publish_dir(self.dir / "final", self.policy.save)
+        self._update(
+            status="succeeded",
+            fine_tuned_model=self.fine_tuned_model,
+            trained_tokens=trained_tokens,
+            finished_at=int(time.time()),
+            estimated_finish=None,
+        )
+        self.events_log.emit("The job has successfully completed")
+        return self.record

@@ -1,0 +1,138 @@
+"""gradekit graders as TRL `GRPOTrainer` reward functions: `to_trl(grader)`.
+
+TRL calls a reward function as `f(prompts=..., completions=..., completion_ids=..., **kwargs)`, where every
+dataset column but `prompt` arrives in `kwargs` as a list aligned with the completions, next to TRL's own
+`trainer_state`, `log_extra`, `log_metric` (and `environments`). Row i is graded with:
+
+- item: `{column: kwargs[column][i]}` for every dataset column, plus `"prompt": prompts[i]`, so the item is
+  the dataset row, as in OpenAI RFT;
+- sample: the completion string (standard format), or for a conversational completion (a message list) the
+  last assistant message's content with the `tool_calls` of every assistant message in it (TRL's tool loop
+  puts several assistant turns in one completion), so `tool_call` graders see every call the model made.
+
+The function returns one float per completion; a sample that fails is 0.0 (never None, which TRL would read as
+"unscorable"), as everywhere in gradekit, and its error flags are counted in the metrics. Through TRL's
+`log_metric` (values averaged per logging step, names used as given, `eval_` prefixed in evaluation) it logs:
+
+- `rewards/<name>/<sub>/mean`: mean reward of each sub-grader of a `multi` grader;
+- `rewards/<name>/errors/rate`: fraction of the batch's samples with any error flag;
+- `rewards/<name>/errors/<grader>/<flag>`: fraction of the batch's samples where `<grader>` failed with
+  `<flag>`; logged from the first batch where that flag fires on, as 0.0 when it does not, so only the
+  logging step where it first appears averages over fewer batches.
+
+TRL itself logs `rewards/<name>/mean` and `rewards/<name>/std`, `<name>` being the function's `__name__`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from gradekit.graders import BatchResult, Env, Grader, GradingError, arun_batch, run_batch, validate
+from gradekit.graders.api import GraderLike
+from gradekit.trainer_bridge._adapters import error_rates, failed
+
+__all__ = ["TRL_KWARGS", "TRLReward", "to_trl", "trl_inputs"]
+
+#: Keyword arguments TRL passes that are not dataset columns.
+TRL_KWARGS = frozenset(
+    {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric", "environments"}
+)
+
+
+def _sample(completion: Any) -> Any:
+    if isinstance(completion, Mapping) and "role" in completion:
+        completion = [completion]
+    if not isinstance(completion, list):
+        return completion  # standard format: the text (anything else is flagged by gradekit, per sample)
+    assistants = [m for m in completion if isinstance(m, Mapping) and m.get("role") == "assistant"]
+    if not assistants:
+        return completion  # gradekit flags it: sample_parse_error
+    calls: list[Any] = []
+    for message in assistants:
+        tool_calls = message.get("tool_calls")
+        if tool_calls is None:
+            continue
+        if not isinstance(tool_calls, list):
+            return GradingError("sample_parse_error", f"assistant `tool_calls` is not a list: {tool_calls!r:.200}")
+        calls.extend(tool_calls)
+    return [{"role": "assistant", "content": assistants[-1].get("content"), "tool_calls": calls}]
+
+
+def trl_inputs(
+    prompts: Sequence[Any] | None, completions: Sequence[Any], kwargs: Mapping[str, Any]
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The (samples, items) gradekit grades for one TRL reward call."""
+    n = len(completions)
+    columns = {k: v for k, v in kwargs.items() if k not in TRL_KWARGS and isinstance(v, list | tuple) and len(v) == n}
+    items: list[dict[str, Any]] = [{k: col[i] for k, col in columns.items()} for i in range(n)]
+    if prompts is not None:
+        for item, prompt in zip(items, prompts, strict=True):
+            item["prompt"] = prompt
+    return [_sample(c) for c in completions], items
+
+
+class _Metrics:
+    """Sends a batch's sub-grader means and error rates to TRL's `log_metric`."""
+
+    def __init__(self, name: str) -> None:
+        self.prefix = f"rewards/{name}"
+        self.seen: set[tuple[str, str]] = set()
+
+    def log(self, result: BatchResult, log_metric: Any) -> None:
+        n = len(result.rewards)
+        if not callable(log_metric) or n == 0:
+            return
+        for sub, column in result.sub_rewards.items():
+            log_metric(f"{self.prefix}/{sub}/mean", sum(column) / n)
+        log_metric(f"{self.prefix}/errors/rate", sum(failed(result, i) for i in range(n)) / n)
+        rates = error_rates(result)
+        self.seen.update(rates)
+        for grader, flag in sorted(self.seen):
+            log_metric(f"{self.prefix}/errors/{grader}/{flag}", rates.get((grader, flag), 0.0))
+
+
+class TRLReward:
+    """A grader as a synchronous TRL reward function (a class, not a closure: TRL's async GRPO pickles it)."""
+
+    def __init__(self, grader: Grader, *, env: Env | None = None, name: str | None = None) -> None:
+        self.grader = grader
+        self.env = env
+        self.__name__ = name or grader.name
+        self._metrics = _Metrics(self.__name__)
+
+    def __repr__(self) -> str:
+        return f"TRLReward({self.__name__!r})"
+
+    def __call__(
+        self, completions: Sequence[Any], prompts: Sequence[Any] | None = None, **kwargs: Any
+    ) -> list[float | None]:
+        """One reward per completion (0.0 for a sample that failed)."""
+        samples, items = trl_inputs(prompts, completions, kwargs)
+        result = run_batch(self.grader, samples, items, env=self.env)
+        self._metrics.log(result, kwargs.get("log_metric"))
+        rewards: list[float | None] = list(result.rewards)
+        return rewards
+
+
+def to_trl(
+    grader: GraderLike, *, env: Env | None = None, asynchronous: bool = False, name: str | None = None
+) -> Callable[..., Any]:
+    """A `GRPOTrainer(reward_funcs=...)` function named `name` or the grader's name; `async def` if `asynchronous`."""
+    g = validate(grader)
+    if not asynchronous:
+        return TRLReward(g, env=env, name=name)
+    metrics = _Metrics(name or g.name)
+
+    async def reward(
+        completions: Sequence[Any], prompts: Sequence[Any] | None = None, **kwargs: Any
+    ) -> list[float | None]:
+        samples, items = trl_inputs(prompts, completions, kwargs)
+        result = await arun_batch(g, samples, items, env=env)
+        metrics.log(result, kwargs.get("log_metric"))
+        rewards: list[float | None] = list(result.rewards)
+        return rewards
+
+    reward.__name__ = reward.__qualname__ = name or g.name
+    reward.__doc__ = f"The `{g.name}` grader as an async TRL reward function (0.0 for a sample that failed)."
+    return reward
