@@ -16,14 +16,12 @@ redone, so nothing is lost or written twice, and the same seed gives the same me
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import math
 import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 from gradekit.graders import BatchResult, Env, Grader, validate
 from gradekit.graders.aggregate import Aggregate
 from gradekit.graders.api import GraderLike
-from gradekit.graders.errors import ERROR_FLAGS
 from gradekit.runtime.engine import Backend, Engine
 
 from .checkpoints import Checkpoint, CheckpointStore, Snapshots
@@ -39,6 +36,7 @@ from .data import DataError, Row, load_rows
 from .evals import eval_run_path, write_eval_run
 from .events import EventLog, read_events
 from .files import publish_dir, read_json, write_json
+from .grading import BackgroundGrader, error_table, grader_names, split_range
 from .grpo import group_advantages, policy_loss
 from .hyperparameters import Hyperparameters, LoopOptions, Resolved
 from .plot import plot_rewards
@@ -60,53 +58,6 @@ class JobError(RuntimeError):
     def __init__(self, code: str, message: str, param: str | None = None) -> None:
         self.code, self.message, self.param = code, message, param
         super().__init__(message)
-
-
-class _Grading:
-    """An event loop in a thread that grades chunks while the main thread goes on generating."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="gradekit-rft-grading", daemon=True)
-        self.thread.start()
-
-    def submit(self, samples: list[str], items: list[Any]) -> Future[tuple[BatchResult, float]]:
-        """Start grading; the future holds the result and the seconds grading took."""
-
-        async def grade() -> tuple[BatchResult, float]:
-            start = time.perf_counter()
-            result = await self.engine.grade(list(samples), items)
-            return result, time.perf_counter() - start
-
-        return asyncio.run_coroutine_threadsafe(grade(), self.loop)
-
-    def close(self) -> None:
-        """Stop the loop and its thread."""
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join()
-        self.loop.close()
-
-
-def _grader_names(grader: Grader) -> list[str]:
-    subs = getattr(grader, "graders", None)
-    if isinstance(subs, dict):
-        return [grader.name, *subs]
-    return [grader.name]
-
-
-def _errors(summary: dict[str, Any], names: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
-    """Every grader's count and rate of every error flag (zeros included), as `event.data.errors` holds them."""
-    seen = summary["errors"]
-    zero = {"count": 0, "rate": 0.0}
-    return {g: {flag: dict(seen.get(g, {}).get(flag, zero)) for flag in ERROR_FLAGS} for g in [*names, *seen]}
-
-
-def _parts(n: int, parts: int) -> list[range]:
-    """`range(n)` cut into at most `parts` contiguous, non-empty pieces."""
-    parts = max(1, min(parts, n))
-    bounds = [round(i * n / parts) for i in range(parts + 1)]
-    return [range(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 class RFTJob:
@@ -349,7 +300,7 @@ class RFTJob:
             torch.manual_seed(self.seed)
         self._update(status="running", error=None)
         self.events_log.emit(f"Files validated; training {self.policy.name} for {res.total_steps} steps")
-        self.grading = _Grading(Engine(self.grader, env=self.env, backend=self.backend))
+        self.grading = BackgroundGrader(Engine(self.grader, env=self.env, backend=self.backend))
         try:
             return self._loop(step, trained_tokens)
         finally:
@@ -433,7 +384,7 @@ class RFTJob:
         """Sample `n` completions per row, a part at a time, grading each part while the next is generated."""
         generation = 0.0
         pending: list[tuple[list[Row], Rollout, Future[tuple[BatchResult, float]]]] = []
-        for part in _parts(len(rows), self.options.grading_chunks):
+        for part in split_range(len(rows), self.options.grading_chunks):
             chunk = [rows[i] for i in part]
             start = time.perf_counter()
             rollout = self.policy.sample(
@@ -508,7 +459,7 @@ class RFTJob:
             "train_reward_std": summary["reward_std"],
             "train_completion_tokens_mean": sum(completion_tokens) / len(completion_tokens),
             "graders": self._per_grader(summary, "train"),
-            "errors": _errors(summary, _grader_names(self.grader)),
+            "errors": error_table(summary, grader_names(self.grader)),
             "kl": stats["kl"],
             "clip_fraction": stats["clip_fraction"],
             "timing": timing,
@@ -532,7 +483,7 @@ class RFTJob:
         # Validation samples come from their own seeded generator, so evaluating never moves training's RNG.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed * 7_919 + step)
-            for piece in _parts(len(self.valid_rows), math.ceil(len(self.valid_rows) / res.batch_size)):
+            for piece in split_range(len(self.valid_rows), math.ceil(len(self.valid_rows) / res.batch_size)):
                 done, _ = self._generate_and_grade([self.valid_rows[i] for i in piece], res.eval_samples)
                 for chunk, rollout, result in done:
                     agg.add_batch(result)
@@ -543,7 +494,7 @@ class RFTJob:
             "valid_reward_mean": summary["reward_mean"],
             "valid_reward_std": summary["reward_std"],
             "graders": self._per_grader(summary, "valid"),
-            "valid_errors": _errors(summary, _grader_names(self.grader)),
+            "valid_errors": error_table(summary, grader_names(self.grader)),
         }
 
     def _evaluate_and_record(self, step: int, data: dict[str, Any], trained_tokens: int) -> None:
@@ -580,8 +531,9 @@ class RFTJob:
 
     def _finish_paused(self, step: int, trained_tokens: int) -> dict[str, Any]:
         self._pause.clear()
-        self._snapshot_now(step, trained_tokens)
+        # The event goes before the snapshot so that a resume keeps it (it truncates to the snapshot's offset).
         self.events_log.emit(f"Fine-tuning job paused at step {step}")
+        self._snapshot_now(step, trained_tokens)
         self._update(status="paused")
         return self.record
 

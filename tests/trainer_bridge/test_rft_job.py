@@ -133,7 +133,8 @@ def test_pause_then_resume_reaches_the_same_metrics(task: Task, finished: RFTJob
     assert metrics(resumed.events) == metrics(finished.events)
     assert [c.step_number for c in resumed.checkpoints] == [c.step_number for c in finished.checkpoints]
     messages = [e["message"] for e in resumed.events]
-    assert "Fine-tuning job resumed from step 3" in messages
+    paused = messages.index("Fine-tuning job paused at step 3")
+    assert messages[paused + 1] == "Fine-tuning job resumed from step 3"  # the pause event is kept
 
 
 def test_cancel_stops_without_a_final_model(task: Task, tmp_path: Path) -> None:
