@@ -12,6 +12,9 @@ import pytest
 from gradekit.trainer_bridge import verl_rewards
 from gradekit.trainer_bridge.verl_rewards import compute_score, compute_score_batch, to_verl, to_verl_batch, verl_item
 
+# Importing verl's reward loop pulls in ray's state API, which warns about its own module path.
+pytestmark = pytest.mark.filterwarnings("ignore:Ray state API is no longer experimental:DeprecationWarning")
+
 GRADER: dict[str, Any] = {
     "type": "multi",
     "name": "arith",
@@ -244,3 +247,29 @@ def test_sub_grader_names_that_clash_are_prefixed() -> None:
         "calculate_output": "score",
     }
     assert to_verl(clash)("d", "x", None) == {"score": 1.0, "grader.score": 1.0, "grader.reward": 0.0, "error": 0.0}
+
+
+def test_reward_loop_naive_manager_runs_each_sample(grader_file: Path, tokenizer: Any) -> None:
+    """verl 0.9.1's trainer scores through the reward loop: `run_single` per sample, sync fns in an executor."""
+    import asyncio
+
+    from verl.experimental.reward_loop.reward_manager.naive import NaiveRewardManager
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    config = verl_config(verl_rewards.__file__, "compute_score", {"grader": str(grader_file)})
+    fn = get_custom_reward_fn(config)
+    data = data_proto(tokenizer)
+
+    async def score_all() -> list[dict[str, Any]]:
+        manager = NaiveRewardManager(config, tokenizer, fn)
+        return [await manager.run_single(data[i : i + 1]) for i in range(len(ROWS))]
+
+    results = asyncio.run(score_all())
+    assert [r["reward_score"] for r in results] == pytest.approx([r[2] for r in ROWS])
+    for result, (_, _, score, correct, unit, error) in zip(results, ROWS, strict=True):
+        assert result["reward_extra_info"] == {
+            "score": pytest.approx(score),
+            "correct": correct,
+            "unit": unit,
+            "error": error,
+        }
