@@ -46,8 +46,11 @@ class CheckpointStore:
         self.root = root
         self.job_id = job_id
         self.keep = keep
-        root.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(root)
+
+    def prepare(self) -> None:
+        """Create the folder and clear what a killed writer left half-built (only the run that writes calls this)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(self.root)
 
     def save(self, step: int, metrics: dict[str, Any], write_model: Callable[[Path], None]) -> Checkpoint:
         """Write a checkpoint for `step`, then delete all but the `keep` best."""
@@ -66,7 +69,7 @@ class CheckpointStore:
     def list(self) -> list[Checkpoint]:
         """Kept checkpoints, newest first."""
         found = []
-        for meta in self.root.glob(f"step-*/{META}"):
+        for meta in self.root.glob(f"step-*/{META}"):  # a half-built checkpoint has no META yet: not listed
             m = read_json(meta)
             found.append(Checkpoint(m["id"], m["step_number"], m["metrics"], m["created_at"], meta.parent))
         return sorted(found, key=lambda c: c.step_number, reverse=True)
@@ -97,8 +100,11 @@ class Snapshots:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(root)
+
+    def prepare(self) -> None:
+        """Create the folder and clear what a killed writer left half-built (only the run that writes calls this)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(self.root)
 
     def save(self, step: int, write: Callable[[Path], None]) -> Path:
         """Write the snapshot of `step` and make it current; older snapshots are deleted."""

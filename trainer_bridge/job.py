@@ -226,10 +226,16 @@ class RFTJob:
         self.events_log = EventLog(self.dir / "events.jsonl", listener=self.listener)
         self.store = CheckpointStore(self.dir / "checkpoints", self.id)
         self.snapshots = Snapshots(self.dir / "snapshots")
+        self.store.prepare()
+        self.snapshots.prepare()
         (self.dir / "evals").mkdir(exist_ok=True)
         if fresh:
-            self._update()
             self.events_log.emit(f"Created fine-tuning job: {self.id}")
+            # A run killed before its first snapshot starts over from here, without repeating its events.
+            self.record["gradekit"]["events_start"] = self.events_log.offset()
+            self._update()
+        elif self.snapshots.current() is None:
+            self.events_log.truncate(self.record["gradekit"].get("events_start", 0))
         try:
             return self._run(fresh)
         except JobError as e:
@@ -274,6 +280,7 @@ class RFTJob:
         snapshot = self.snapshots.current()
         if snapshot is not None:
             self.policy = Policy.load(snapshot)
+            self.policy.name = Path(self.model).name
         else:
             texts = [t for row in [*train, *valid] for t in row.texts]
             self.policy = Policy.load(self.model, texts=texts, seed=self.seed)

@@ -241,3 +241,25 @@ def test_grading_errors_are_counted_per_grader_and_flag(task: Task, tmp_path: Pa
         assert failed == {"count": 16, "rate": 1.0}  # every sample: no row has team_code
         assert d["errors"]["team"]["invalid_variable_error"]["count"] == 0
         assert d["graders"]["code"]["train_reward_mean"] == 0.0
+
+
+def test_a_run_that_died_before_its_first_snapshot_starts_over_without_repeating_events(
+    task: Task, finished: RFTJob, tmp_path: Path
+) -> None:
+    def die_while_validating(event: dict[str, Any]) -> None:
+        if event["message"].startswith("Validating"):
+            raise RuntimeError("worker lost")
+
+    job = make_job(task, tmp_path / "job", listener=die_while_validating)
+    with pytest.raises(JobError, match="worker lost"):
+        job.run()
+    assert not list((job.dir / "snapshots").glob("snapshot-*"))
+
+    resumed = RFTJob.resume(job.dir, progress=False)
+    assert resumed.run()["status"] == "succeeded"
+    messages = [e["message"] for e in resumed.events]
+    assert messages[:2] == [f"Created fine-tuning job: {job.id}", "Validating training file and validation file"]
+    assert messages.count("Validating training file and validation file") == 1
+    assert not any("failed" in m for m in messages)
+    assert metrics(resumed.events) == metrics(finished.events)
+    assert "training base for 8 steps" in messages[2]

@@ -1,0 +1,12 @@
+"""gradekit's local fine-tuning service: OpenAI's (and Bedrock's OpenAI-compatible) files, RFT jobs and inference.
+
+`gradekit serve` with `$GRADEKIT_FINETUNE_CONFIG` naming a config file (see `ServiceConfig`) serves it; the
+routes come from `routes.register`, a `gradekit.routes` entry point. Jobs train in a worker process
+(`python -m gradekit.trainer_bridge.service.worker`, started by the server) with `RFTJob`.
+"""
+
+from __future__ import annotations
+
+from .config import CONFIG_ENV, ServiceConfig
+
+__all__ = ["CONFIG_ENV", "ServiceConfig"]

@@ -1,0 +1,113 @@
+"""The fine-tuning service's settings: data folder, base models, Lambda ARNs mapped to graders, worker knobs.
+
+Read from a JSON or YAML file named by `$GRADEKIT_FINETUNE_CONFIG` (relative paths in it are relative to the
+file), or given as a `ServiceConfig` in `app.state.fine_tuning_config` before the app starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["CONFIG_ENV", "ServiceConfig"]
+
+#: The environment variable naming the service's config file; without it (or a config on `app.state`) the
+#: fine-tuning routes answer 404 and no worker starts.
+CONFIG_ENV = "GRADEKIT_FINETUNE_CONFIG"
+
+
+class ServiceConfig(BaseModel):
+    """Settings of the local fine-tuning service (every field has a default but `data_dir`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path = Field(description="where the database, uploaded files and job runs live")
+    base_models: dict[str, str] = Field(
+        default_factory=lambda: {"tiny-local": "tiny-local"},
+        description="model name clients use -> 'tiny-local' or a local Hugging Face model folder",
+    )
+    lambda_graders: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Lambda function ARN -> the grader it runs here: a .json/.yaml path, module:function, or JSON",
+    )
+    lambda_backend: bool = Field(
+        False, description="grade ARNs not in lambda_graders by invoking the deployed Lambda (AWS credentials)"
+    )
+    max_concurrent_jobs: int = Field(
+        1,
+        ge=1,
+        description="jobs trained at once (threads of the one worker process, sharing torch's random state, so "
+        "concurrent runs do not reproduce exactly); the rest wait as `queued`",
+    )
+    start_worker: bool = Field(True, description="False serves the API only: jobs stay queued")
+    options: dict[str, Any] = Field(default_factory=dict, description="gradekit loop options (LoopOptions fields)")
+    poll_interval: float = Field(0.2, gt=0, description="seconds between the worker's looks at the database")
+    shutdown_grace: float = Field(5.0, ge=0, description="seconds a stopping worker may take to pause its jobs")
+    inference_cache: int = Field(2, ge=1, description="models kept loaded for inference")
+    max_inference_tokens: int = Field(512, ge=1, description="cap on max_tokens of inference requests")
+
+    @field_validator("options")
+    @classmethod
+    def _known_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        from ..hyperparameters import LoopOptions
+
+        try:
+            LoopOptions(**options)
+        except TypeError as e:
+            known = ", ".join(f.name for f in fields(LoopOptions))
+            raise ValueError(f"{e} (loop options: {known})") from None
+        return options
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ServiceConfig:
+        """The config in a JSON or YAML file; relative paths are resolved against the file's folder."""
+        file = Path(path)
+        text = file.read_text(encoding="utf-8")
+        if file.suffix in (".yaml", ".yml"):
+            import yaml
+
+            raw = yaml.safe_load(text)
+        else:
+            raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise ValueError(f"{file}: the config must be an object")
+        return cls.model_validate(raw).relative_to(file.resolve().parent)
+
+    @classmethod
+    def from_env(cls) -> ServiceConfig | None:
+        """The config named by `$GRADEKIT_FINETUNE_CONFIG`, or None when it is unset."""
+        path = os.environ.get(CONFIG_ENV)
+        return cls.load(path) if path else None
+
+    def relative_to(self, root: Path) -> ServiceConfig:
+        """This config with relative file paths made absolute under `root`."""
+
+        def resolve(value: str) -> str:
+            path = Path(value)
+            looks_like_path = value.endswith((".json", ".yaml", ".yml")) or (root / path).is_dir()
+            return str(root / path) if looks_like_path and not path.is_absolute() else value
+
+        models = {k: v if v == "tiny-local" else resolve(v) for k, v in self.base_models.items()}
+        graders = {k: resolve(v) if isinstance(v, str) else v for k, v in self.lambda_graders.items()}
+        data_dir = self.data_dir if self.data_dir.is_absolute() else root / self.data_dir
+        return self.model_copy(update={"data_dir": data_dir, "base_models": models, "lambda_graders": graders})
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite database."""
+        return self.data_dir / "service.db"
+
+    @property
+    def files_dir(self) -> Path:
+        """Uploaded files, one `<file id>.jsonl` each."""
+        return self.data_dir / "files"
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Job runs, one `<job id>/` folder each (an `RFTJob` output folder)."""
+        return self.data_dir / "jobs"

@@ -1,0 +1,268 @@
+"""The fine-tuning service's HTTP routes (a `gradekit.routes` plugin) and its start/stop with the app.
+
+```
+POST   /v1/files                                   multipart: file, purpose=fine-tune  -> file object
+GET    /v1/files  ?limit&after&order&purpose       GET /v1/files/{id}   GET /v1/files/{id}/content
+DELETE /v1/files/{id}
+POST   /v1/fine_tuning/jobs                        -> fine_tuning.job (queued)
+GET    /v1/fine_tuning/jobs ?limit&after&metadata[k]=v     GET /v1/fine_tuning/jobs/{id}
+POST   /v1/fine_tuning/jobs/{id}/cancel | pause | resume
+GET    /v1/fine_tuning/jobs/{id}/events ?limit&after       newest first
+GET    /v1/fine_tuning/jobs/{id}/checkpoints ?limit&after  newest first
+POST   /v1/chat/completions   POST /v1/completions   POST /v1/responses
+GET    /v1/models   GET /v1/models/{model}
+```
+
+The service starts with the app (its lifespan) when a config is found (`app.state.fine_tuning_config`, else
+the file named by `$GRADEKIT_FINETUNE_CONFIG`): it opens the database, removes half-written uploads and
+spawns the worker process; it stops the worker when the app stops. Without a config these routes answer 404.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse
+
+from gradekit.runtime.server import APIError
+
+from .config import CONFIG_ENV, ServiceConfig
+from .files import Files, parse_form
+from .inference import ChatRequest, CompletionRequest, Inference, ResponseRequest
+from .jobs import MAX_LIMIT, CreateJobRequest, Jobs
+from .models import Models
+from .store import Store
+from .worker import WorkerProcess
+
+__all__ = ["Service", "register"]
+
+logger = logging.getLogger(__name__)
+
+_UPLOAD_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "purpose"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "purpose": {"type": "string", "enum": ["fine-tune"]},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+class Service:
+    """The running service: database, files, jobs, model names, inference and the worker process."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(config.db_path)
+        self.files = Files(self.store, config.files_dir)
+        self.models = Models(config, self.store)
+        self.jobs = Jobs(config, self.store, self.files, self.models)
+        self.inference = Inference(config, self.models)
+        self.worker = WorkerProcess(config) if config.start_worker else None
+
+    def start(self) -> None:
+        """Clean up after a crash and start the worker."""
+        self.files.remove_orphans()
+        if self.worker is not None:
+            self.worker.start()
+
+    def stop(self) -> None:
+        """Stop the worker (its jobs pause and are queued again for the next start)."""
+        if self.worker is not None:
+            self.worker.stop()
+
+
+def _start(app: FastAPI) -> Service | None:
+    config = getattr(app.state, "fine_tuning_config", None) or ServiceConfig.from_env()
+    if config is None:
+        app.state.fine_tuning = None
+        return None
+    service = Service(config)
+    service.start()
+    app.state.fine_tuning = service
+    logger.info("fine-tuning service on %s (worker pid %s)", config.data_dir, service.worker and service.worker.pid)
+    return service
+
+
+def _service(request: Request) -> Service:
+    service = getattr(request.app.state, "fine_tuning", None)
+    if service is None:
+        raise APIError(
+            404,
+            f"The fine-tuning service is not enabled on this server: start it with {CONFIG_ENV}=<config file>.",
+            code="not_enabled",
+        )
+    return service
+
+
+def _limit(limit: int | None, default: int) -> int:
+    if limit is None:
+        return default
+    if not 1 <= limit <= MAX_LIMIT:
+        raise APIError(400, f"Invalid value for 'limit': it must be between 1 and {MAX_LIMIT}.", param="limit")
+    return limit
+
+
+def _metadata_filter(request: Request) -> dict[str, str]:
+    found = {}
+    for key, value in request.query_params.multi_items():
+        if key.startswith("metadata[") and key.endswith("]"):
+            found[key[len("metadata[") : -1]] = value
+    return found
+
+
+def register(app: FastAPI) -> None:
+    """Add the fine-tuning service's routes to `app`, and start/stop the service with it."""
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
+        service = await anyio.to_thread.run_sync(_start, app)
+        try:
+            async with inner(a) as state:
+                yield state
+        finally:
+            if service is not None:
+                await anyio.to_thread.run_sync(service.stop)
+
+    app.router.lifespan_context = lifespan
+
+    # --- files --------------------------------------------------------------------------------------------
+
+    @app.post("/v1/files", openapi_extra=_UPLOAD_SCHEMA)
+    async def upload_file(request: Request) -> dict[str, Any]:
+        """Upload a JSONL file for fine-tuning (multipart `file` and `purpose=fine-tune`); it is checked as RFT data."""
+        service = _service(request)
+        parts = parse_form(request.headers.get("content-type", ""), await request.body())
+        return await anyio.to_thread.run_sync(service.files.upload, parts)
+
+    @app.get("/v1/files")
+    def list_files(
+        request: Request,
+        limit: int | None = None,
+        after: str | None = None,
+        order: Literal["asc", "desc"] = "desc",
+        purpose: str | None = None,
+    ) -> dict[str, Any]:
+        """List uploaded files (newest first unless order=asc)."""
+        service = _service(request)
+        if after is not None:
+            service.files.get(after)
+        data, more = service.store.list_files(
+            limit=_limit(limit, MAX_LIMIT), after=after, ascending=order == "asc", purpose=purpose
+        )
+        return {"object": "list", "data": data, "has_more": more, "first_id": None, "last_id": None} | (
+            {"first_id": data[0]["id"], "last_id": data[-1]["id"]} if data else {}
+        )
+
+    @app.get("/v1/files/{file_id}")
+    def retrieve_file(request: Request, file_id: str) -> dict[str, Any]:
+        """A file object."""
+        return _service(request).files.get(file_id)
+
+    @app.get("/v1/files/{file_id}/content", response_class=FileResponse)
+    def file_content(request: Request, file_id: str) -> FileResponse:
+        """The file's bytes, as uploaded."""
+        path = _service(request).files.content(file_id)
+        return FileResponse(path, media_type="application/octet-stream")
+
+    @app.delete("/v1/files/{file_id}")
+    def delete_file(request: Request, file_id: str) -> dict[str, Any]:
+        """Delete a file that no unfinished job uses."""
+        return _service(request).files.delete(file_id)
+
+    # --- jobs ---------------------------------------------------------------------------------------------
+
+    @app.post("/v1/fine_tuning/jobs")
+    def create_job(request: Request, body: CreateJobRequest) -> dict[str, Any]:
+        """Create a reinforcement fine-tuning job (OpenAI's or Bedrock's request form)."""
+        return _service(request).jobs.create(body)
+
+    @app.get("/v1/fine_tuning/jobs")
+    def list_jobs(request: Request, limit: int | None = None, after: str | None = None) -> dict[str, Any]:
+        """List jobs, newest first; `metadata[key]=value` filters."""
+        return _service(request).jobs.list(_limit(limit, 20), after, _metadata_filter(request))
+
+    @app.get("/v1/fine_tuning/jobs/{fine_tuning_job_id}")
+    def retrieve_job(request: Request, fine_tuning_job_id: str) -> dict[str, Any]:
+        """A job object."""
+        return _service(request).jobs.get(fine_tuning_job_id)
+
+    @app.post("/v1/fine_tuning/jobs/{fine_tuning_job_id}/cancel")
+    def cancel_job(request: Request, fine_tuning_job_id: str) -> dict[str, Any]:
+        """Cancel a job (a running one stops at the end of its step)."""
+        return _service(request).jobs.cancel(fine_tuning_job_id)
+
+    @app.post("/v1/fine_tuning/jobs/{fine_tuning_job_id}/pause")
+    def pause_job(request: Request, fine_tuning_job_id: str) -> dict[str, Any]:
+        """Pause a job (a running one snapshots at the end of its step, then shows `paused`)."""
+        return _service(request).jobs.pause(fine_tuning_job_id)
+
+    @app.post("/v1/fine_tuning/jobs/{fine_tuning_job_id}/resume")
+    def resume_job(request: Request, fine_tuning_job_id: str) -> dict[str, Any]:
+        """Queue a paused job again; it continues from its snapshot."""
+        return _service(request).jobs.resume(fine_tuning_job_id)
+
+    @app.get("/v1/fine_tuning/jobs/{fine_tuning_job_id}/events")
+    def list_events(
+        request: Request, fine_tuning_job_id: str, limit: int | None = None, after: str | None = None
+    ) -> dict[str, Any]:
+        """The job's events, newest first."""
+        return _service(request).jobs.events(fine_tuning_job_id, _limit(limit, 20), after)
+
+    @app.get("/v1/fine_tuning/jobs/{fine_tuning_job_id}/checkpoints")
+    def list_checkpoints(
+        request: Request, fine_tuning_job_id: str, limit: int | None = None, after: str | None = None
+    ) -> dict[str, Any]:
+        """The job's kept checkpoints, newest first."""
+        return _service(request).jobs.checkpoints(fine_tuning_job_id, _limit(limit, 10), after)
+
+    # --- inference ----------------------------------------------------------------------------------------
+
+    @app.post("/v1/chat/completions")
+    def chat_completions(request: Request, body: ChatRequest) -> dict[str, Any]:
+        """A chat completion from a base model, a fine-tuned model or a checkpoint."""
+        return _service(request).inference.chat(body)
+
+    @app.post("/v1/completions")
+    def completions(request: Request, body: CompletionRequest) -> dict[str, Any]:
+        """A text completion from a base model, a fine-tuned model or a checkpoint."""
+        return _service(request).inference.complete(body)
+
+    @app.post("/v1/responses")
+    def responses(request: Request, body: ResponseRequest) -> dict[str, Any]:
+        """A response (one assistant message) from a base model, a fine-tuned model or a checkpoint."""
+        return _service(request).inference.respond(body)
+
+    @app.get("/v1/models")
+    def list_models(request: Request) -> dict[str, Any]:
+        """Base models, fine-tuned models and checkpoints."""
+        return {"object": "list", "data": [m.to_json() for m in _service(request).models.list()]}
+
+    @app.get("/v1/models/{model}")
+    def retrieve_model(request: Request, model: str) -> dict[str, Any]:
+        """One model."""
+        ref = _service(request).models.resolve(model)
+        if ref is None:
+            raise APIError(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                param="model",
+                code="model_not_found",
+            )
+        return ref.to_json()

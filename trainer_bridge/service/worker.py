@@ -1,0 +1,385 @@
+"""The training worker: a separate process that claims queued jobs from the database and trains them with `RFTJob`.
+
+`WorkerProcess` starts it with the app and stops it with the app; it runs
+`python -m gradekit.trainer_bridge.service.worker` in its own session, with the config in the environment and
+its output in `<data_dir>/worker.log`.
+
+One worker serves a data folder (it holds `<data_dir>/worker.lock`, so a worker left over from a killed
+server must exit before the next one starts) and trains up to `max_concurrent_jobs` jobs, each in a thread.
+Every `poll_interval` it: exits at once if its parent server died (the jobs resume on the next start); hands
+cancel and pause requests to the running `RFTJob`s (honoured at the end of the step); copies their live fields
+(`running`, `trained_tokens`, `estimated_finish`) to the database; and claims the next queued job.
+
+A job whose run folder already exists (the server was killed, or it was paused) goes on from its last
+snapshot with `RFTJob.resume`: events, eval runs and checkpoints written after the snapshot are dropped and
+redone (a run killed before its first snapshot starts over, keeping only its creation event). On SIGTERM the
+worker pauses its jobs (a snapshot at the end of the step) and puts them back in the queue, so the next start
+continues them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+from .config import ServiceConfig
+from .grading import resolve_grader
+from .store import FINAL_STATUSES, JobRow, Store
+
+if TYPE_CHECKING:
+    from ..job import RFTJob
+
+__all__ = ["CONFIG_VAR", "Worker", "WorkerProcess", "main"]
+
+#: The environment variable that carries the config (JSON) to the worker process.
+CONFIG_VAR = "GRADEKIT_FINETUNE_WORKER_CONFIG"
+_PARENT_DIED = 70
+
+
+@dataclass
+class _Active:
+    """A job this worker holds: its thread and, once built, its `RFTJob`."""
+
+    row: JobRow
+    thread: threading.Thread | None = None
+    job: RFTJob | None = None
+    stopping: bool = False  # paused because the worker stops, not because the user asked
+
+
+class Worker:
+    """Runs queued jobs of one data folder until SIGTERM (see the module docstring)."""
+
+    def __init__(self, config: ServiceConfig, *, parent_pid: int | None = None) -> None:
+        self.config = config
+        self.store = Store(config.db_path)
+        self.parent_pid = parent_pid
+        self.name = f"worker-{os.getpid()}"
+        self.active: dict[str, _Active] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.preloaded = threading.Event()
+
+    # --- the loop -----------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Recover jobs a killed worker held, then claim and train jobs until `stop` is set."""
+        self.recover()
+        threading.Thread(target=_preload, args=(self.preloaded,), name="gradekit-preload", daemon=True).start()
+        while not self.stop.is_set():
+            self._check_parent()
+            self._tick()
+            self.stop.wait(self.config.poll_interval)
+        self._shutdown()
+
+    def _check_parent(self) -> None:
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            print("gradekit worker: the server died; exiting (its jobs resume on the next start)", flush=True)
+            os._exit(_PARENT_DIED)
+
+    def recover(self) -> None:
+        """Put back in the queue every unfinished job a previous worker held (it was killed)."""
+        for row in self.store.jobs():
+            if row.worker is None or row.status in FINAL_STATUSES:
+                continue
+
+            def release(r: JobRow) -> JobRow:
+                status = "queued" if r.status in ("running", "validating_files") else r.status
+                return JobRow(r.id, {**r.object, "status": status, "estimated_finish": None}, r.spec, r.control, None)
+
+            self.store.modify_job(row.id, release)
+            print(f"gradekit worker: {row.id} was interrupted ({row.status}); it will resume", flush=True)
+
+    def _tick(self) -> None:
+        with self.lock:
+            active = list(self.active.values())
+        for a in active:
+            current = self.store.get_job(a.row.id)
+            if current is None:
+                continue
+            if a.job is not None:
+                if current.status == "cancelled":
+                    a.job.cancel()
+                elif current.control == "pause":
+                    a.job.pause()
+                self._sync(a)
+        while len(self.active) < self.config.max_concurrent_jobs and not self.stop.is_set():
+            row = self.store.claim_next(self.name)
+            if row is None:
+                break
+            a = _Active(row)
+            a.thread = threading.Thread(target=self._train, args=(a,), name=f"gradekit-{row.id}", daemon=True)
+            with self.lock:
+                self.active[row.id] = a
+            a.thread.start()
+
+    def _shutdown(self) -> None:
+        with self.lock:
+            active = list(self.active.values())
+        for a in active:
+            a.stopping = True
+            if a.job is not None:
+                a.job.pause()
+        for a in active:
+            if a.thread is not None:
+                a.thread.join()
+
+    # --- one job ------------------------------------------------------------------------------------------
+
+    def _sync(self, a: _Active, *_: Any) -> None:
+        """Copy the run's live fields to the job object (the database keeps `queued` until training starts)."""
+        job = a.job
+        if job is None:
+            return
+        record = dict(job.record)
+        fields = {k: record.get(k) for k in ("trained_tokens", "estimated_finish")}
+        if record.get("status") == "running":
+            fields["status"] = "running"
+
+        def change(row: JobRow) -> JobRow | None:
+            if row.status in FINAL_STATUSES or row.status == "paused":
+                return None
+            return row.with_object(**fields)
+
+        self.store.modify_job(a.row.id, change)
+
+    def _train(self, a: _Active) -> None:
+        row = a.row
+        # transformers' lazy imports are not safe to run from two threads at once: wait for the preload.
+        self.preloaded.wait()
+        try:
+            job = self._build(a)
+            if job is None:
+                return
+            a.job = job
+            current = self.store.get_job(row.id)
+            if current is not None and current.status == "cancelled":  # cancelled while the job was being built
+                self._event(row.id, "Fine-tuning job cancelled")
+            if self.stop.is_set() or current is None or current.status == "cancelled":
+                self._release(row.id)
+                return
+            if current.control == "pause":
+                job.pause()
+            from ..job import JobError
+
+            try:
+                record = job.run()
+            except JobError:
+                record = job.record
+            self._finish(a, record)
+        except Exception as e:
+            traceback.print_exc()
+            self._fail(row, "training_error", f"{type(e).__name__}: {e}")
+        finally:
+            with self.lock:
+                self.active.pop(row.id, None)
+
+    def _build(self, a: _Active) -> RFTJob | None:
+        """The `RFTJob` to run: a fresh one, or the interrupted run continued; None when there is nothing to do."""
+        from ..files import read_json
+        from ..job import RFTJob
+
+        row, spec = a.row, a.row.spec
+        run = self.config.jobs_dir / row.id
+        grader, backend = resolve_grader(spec["grader"], self.config)
+        listener = lambda event: self._sync(a)  # noqa: E731
+        if (run / "job.json").is_file():
+            record = read_json(run / "job.json")
+            if record["status"] in FINAL_STATUSES:  # finished, but the worker died before it said so
+                self._finish(a, record)
+                return None
+            # From its last snapshot, or from the start when it was killed before the first one.
+            print(f"gradekit worker: {row.id}: resuming", flush=True)
+            return RFTJob.resume(run, grader=grader, backend=backend, progress=False, listener=listener)
+        print(f"gradekit worker: {row.id}: starting", flush=True)
+        obj = row.object
+        return RFTJob(
+            spec["model_path"],
+            grader,
+            spec["training_path"],
+            spec["validation_path"],
+            spec["hyperparameters"],
+            seed=obj["seed"],
+            suffix=obj["suffix"],
+            output_dir=run,
+            options=spec["options"],
+            backend=backend,
+            progress=False,
+            job_id=row.id,
+            listener=listener,
+            metadata=obj["metadata"],
+        )
+
+    def _finish(self, a: _Active, record: dict[str, Any]) -> None:
+        """Write the run's outcome to the job object."""
+        status = record["status"]
+
+        def change(row: JobRow) -> JobRow | None:
+            if row.status in FINAL_STATUSES:  # cancelled in the API meanwhile: that stands
+                return JobRow(row.id, row.object, row.spec, None, None)
+            if status == "paused":
+                user_asked = row.control == "pause"
+                new = "queued" if a.stopping and not user_asked else "paused"
+                return JobRow(row.id, {**row.object, "status": new, "estimated_finish": None}, row.spec, None, None)
+            fields: dict[str, Any] = {
+                "status": status,
+                "trained_tokens": record.get("trained_tokens"),
+                "error": record.get("error"),
+                "finished_at": record.get("finished_at") or int(time.time()),
+                "estimated_finish": None,
+            }
+            if status == "succeeded":
+                fields["fine_tuned_model"] = row.model_name
+            elif status not in FINAL_STATUSES:
+                fields.update(
+                    status="failed", error={"code": "training_error", "message": f"run ended {status}", "param": None}
+                )
+            return JobRow(row.id, {**row.object, **fields}, row.spec, None, None)
+
+        self.store.modify_job(a.row.id, change)
+        print(f"gradekit worker: {a.row.id}: {status}", flush=True)
+
+    def _release(self, job_id: str) -> None:
+        def change(row: JobRow) -> JobRow:
+            status = "queued" if row.status == "running" else row.status
+            return JobRow(row.id, {**row.object, "status": status}, row.spec, row.control, None)
+
+        self.store.modify_job(job_id, change)
+
+    def _event(self, job_id: str, message: str, *, level: Literal["info", "warn", "error"] = "info") -> None:
+        """Append an event to the run's events file (for outcomes that no `RFTJob` reports)."""
+        from ..events import EventLog
+
+        run = self.config.jobs_dir / job_id
+        run.mkdir(parents=True, exist_ok=True)
+        EventLog(run / "events.jsonl").emit(message, level=level)
+
+    def _fail(self, row: JobRow, code: str, message: str) -> None:
+        self._event(row.id, f"Fine-tuning job failed: {message}", level="error")
+
+        def change(r: JobRow) -> JobRow | None:
+            if r.status in FINAL_STATUSES:
+                return JobRow(r.id, r.object, r.spec, None, None)
+            error = {"code": code, "message": message, "param": None}
+            fields = {"status": "failed", "error": error, "finished_at": int(time.time()), "estimated_finish": None}
+            return JobRow(r.id, {**r.object, **fields}, r.spec, None, None)
+
+        self.store.modify_job(row.id, change)
+
+
+def _preload(done: threading.Event) -> None:
+    """Import the training stack in the background, so the first job does not wait for it (torch takes seconds)."""
+    with contextlib.suppress(Exception):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot
+        from transformers import (  # noqa: F401
+            AutoModelForCausalLM,
+            AutoTokenizer,
+            GenerationConfig,
+            PreTrainedTokenizerFast,
+            Qwen2Config,
+            Qwen2ForCausalLM,
+        )
+
+        from .. import job  # noqa: F401
+    done.set()
+
+
+# --- the process ------------------------------------------------------------------------------------------
+
+
+def _lock(config: ServiceConfig, parent_pid: int | None) -> IO[str]:
+    """Hold `<data_dir>/worker.lock` (waiting for a worker left over from a killed server to exit)."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    f = open(config.data_dir / "worker.lock", "a+", encoding="utf-8")  # noqa: SIM115 - held for the process
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if parent_pid is not None and os.getppid() != parent_pid:
+                os._exit(_PARENT_DIED)
+            time.sleep(0.1)
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the worker of the config in `$GRADEKIT_FINETUNE_WORKER_CONFIG` until SIGTERM, then exit the process."""
+    parser = argparse.ArgumentParser(prog="python -m gradekit.trainer_bridge.service.worker")
+    parser.add_argument("--parent-pid", type=int, help="exit when this process is no longer the parent")
+    args = parser.parse_args(argv)
+    config = ServiceConfig.model_validate_json(os.environ[CONFIG_VAR])
+    worker = Worker(config, parent_pid=args.parent_pid)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop.set())
+    lock = _lock(config, args.parent_pid)
+    print(f"gradekit worker {os.getpid()}: serving {config.data_dir}", flush=True)
+    worker.run()
+    lock.close()
+    sys.stdout.flush()
+    # Everything is on disk by now; skipping the interpreter's teardown (torch's takes a second or two) lets the
+    # server stop quickly.
+    os._exit(0)
+
+
+class WorkerProcess:
+    """The worker process of a server: `start()` with the app, `stop()` (bounded in time) with it."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        """Spawn the worker; its output goes to `<data_dir>/worker.log`."""
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.config.data_dir / "worker.log", "ab")  # noqa: SIM115 - closed in stop()
+        env = {**os.environ, CONFIG_VAR: self.config.model_dump_json()}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gradekit.trainer_bridge.service.worker", "--parent-pid", str(os.getpid())],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C in a terminal reaches the server, which stops the worker
+        )
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id while it runs."""
+        return self.process.pid if self.process is not None and self.process.poll() is None else None
+
+    def stop(self) -> None:
+        """SIGTERM (jobs pause at the end of their step), then SIGKILL after `shutdown_grace` seconds."""
+        process, self.process = self.process, None
+        if process is not None:
+            if process.poll() is None:
+                process.terminate()
+            try:
+                process.wait(self.config.shutdown_grace + 1.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+if __name__ == "__main__":
+    main()
