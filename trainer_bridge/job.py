@@ -45,11 +45,53 @@ from .policy import TINY_MODEL, Policy, Rollout
 if TYPE_CHECKING:
     from torch.optim import Optimizer
 
-__all__ = ["STATUSES", "JobError", "RFTJob"]
+__all__ = ["STATUSES", "JobError", "RFTJob", "job_object"]
 
 STATUSES = ("validating_files", "queued", "running", "paused", "succeeded", "failed", "cancelled")
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 TRAINER_STATE = "trainer.pt"
+
+ORGANIZATION = "org-gradekit-local"
+
+
+def job_object(
+    job_id: str,
+    model: str,
+    *,
+    training_file: str,
+    validation_file: str | None,
+    hyperparameters: Hyperparameters,
+    grader: dict[str, Any] | None,
+    seed: int,
+    suffix: str | None = None,
+    metadata: dict[str, str] | None = None,
+    status: str = "validating_files",
+) -> dict[str, Any]:
+    """A new `fine_tuning.job` object for a reinforcement job, as the OpenAI API returns it."""
+    hyper = hyperparameters.model_dump()
+    return {
+        "object": "fine_tuning.job",
+        "id": job_id,
+        "created_at": int(time.time()),
+        "model": model,
+        "organization_id": ORGANIZATION,
+        "status": status,
+        "training_file": training_file,
+        "validation_file": validation_file,
+        "seed": seed,
+        "suffix": suffix,
+        "metadata": metadata,
+        # OpenAI's job object repeats three of the method's hyperparameters at the top level.
+        "hyperparameters": {k: hyper[k] for k in ("batch_size", "learning_rate_multiplier", "n_epochs")},
+        "method": {"type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": hyper}},
+        "fine_tuned_model": None,
+        "trained_tokens": None,
+        "error": None,
+        "finished_at": None,
+        "estimated_finish": None,
+        "result_files": [],
+        "integrations": None,
+    }
 
 
 class JobError(RuntimeError):
@@ -131,31 +173,19 @@ class RFTJob:
             grader_json: dict[str, Any] | None = self.grader.to_json()
         except Exception:  # e.g. a function grader holding a closure: it is passed again on resume
             grader_json = None
-        return {
-            "object": "fine_tuning.job",
-            "id": self.id,
-            "created_at": int(time.time()),
-            "model": self.model,
-            "organization_id": "org-gradekit-local",
-            "status": "validating_files",
-            "training_file": self.training_file,
-            "validation_file": self.validation_file,
-            "seed": self.seed,
-            "suffix": self.suffix,
-            "metadata": self.metadata,
-            "hyperparameters": self.hyperparameters.model_dump(),
-            "method": {
-                "type": "reinforcement",
-                "reinforcement": {"grader": grader_json, "hyperparameters": self.hyperparameters.model_dump()},
-            },
-            "fine_tuned_model": None,
-            "trained_tokens": None,
-            "error": None,
-            "finished_at": None,
-            "estimated_finish": None,
-            "result_files": [],
-            "gradekit": {"options": self.options.to_json(), "resolved": None},
-        }
+        record = job_object(
+            self.id,
+            self.model,
+            training_file=self.training_file,
+            validation_file=self.validation_file,
+            hyperparameters=self.hyperparameters,
+            grader=grader_json,
+            seed=self.seed,
+            suffix=self.suffix,
+            metadata=self.metadata,
+        )
+        record["gradekit"] = {"options": self.options.to_json(), "resolved": None}
+        return record
 
     def _update(self, **fields: Any) -> None:
         self.record.update(fields)
@@ -192,7 +222,7 @@ class RFTJob:
             spec,
             record["training_file"],
             record["validation_file"],
-            record["hyperparameters"],
+            record["method"]["reinforcement"]["hyperparameters"],
             seed=record["seed"],
             suffix=record["suffix"],
             output_dir=root,

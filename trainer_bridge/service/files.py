@@ -9,9 +9,6 @@ user turn, extra fields, optional `tools`): a file that fails is kept with `stat
 from __future__ import annotations
 
 import contextlib
-import email.message
-import email.parser
-import email.policy
 import os
 import secrets
 import time
@@ -24,7 +21,7 @@ from gradekit.runtime.server import APIError
 from ..data import DataError, load_rows
 from .store import Store
 
-__all__ = ["PURPOSE", "FilePart", "Files", "parse_form"]
+__all__ = ["PURPOSE", "FilePart", "Files", "form_filename"]
 
 #: The only purpose this service accepts (what fine-tuning jobs read).
 PURPOSE = "fine-tune"
@@ -39,45 +36,11 @@ class FilePart:
     content: bytes
 
 
-def _header_params(raw: bytes) -> email.message.EmailMessage:
-    # Clients send non-ASCII file names as raw UTF-8 in the header (RFC 7578 section 4.2).
-    parser = email.parser.Parser(policy=email.policy.HTTP)
-    return parser.parsestr(raw.decode("utf-8", "replace") + "\r\n\r\n", headersonly=True)  # type: ignore[return-value]
-
-
-def parse_form(content_type: str, body: bytes) -> list[FilePart]:
-    """The parts of a `multipart/form-data` body (RFC 7578); `APIError` 400 when it is not one."""
-    headers = _header_params(f"Content-Type: {content_type}".encode("latin-1", "replace"))
-    boundary = headers.get_param("boundary")
-    if headers.get_content_type() != "multipart/form-data" or not isinstance(boundary, str) or not boundary:
-        raise APIError(400, "The request must be multipart/form-data with a boundary (upload with the files API).")
-    delimiter = b"--" + boundary.encode("latin-1")
-    start = body.find(delimiter)
-    if start < 0:
-        raise APIError(400, "The multipart body has no part.")
-    rest = body[start + len(delimiter) :]
-    parts: list[FilePart] = []
-    while not rest.startswith(b"--"):
-        line_end = rest.find(b"\r\n")
-        if line_end < 0 or rest[:line_end].strip(b" \t"):
-            raise APIError(400, "The multipart body is malformed.")
-        rest = rest[line_end + 2 :]
-        end = rest.find(b"\r\n" + delimiter)
-        if end < 0:
-            raise APIError(400, "The multipart body ends before its closing boundary.")
-        part, rest = rest[:end], rest[end + 2 + len(delimiter) :]
-        head, sep, content = part.partition(b"\r\n\r\n")
-        if not sep:
-            head, content = (b"", part[2:]) if part.startswith(b"\r\n") else (part, b"")
-        disposition = _header_params(head)
-        name = disposition.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
-            raise APIError(400, "A multipart part has no Content-Disposition name.")
-        filename = disposition.get_filename()
-        if filename is not None:  # HTML5's escapes in form-data names (what httpx and browsers send)
-            filename = filename.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")
-        parts.append(FilePart(name, filename, content))
-    return parts
+def form_filename(raw: str | None) -> str | None:
+    """A multipart part's file name with HTML5's form-data escapes undone (what httpx and browsers send)."""
+    if raw is None:
+        return None
+    return raw.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")
 
 
 def check_rft_file(path: Path, filename: str) -> str | None:

@@ -21,6 +21,7 @@ from gradekit.runtime.server import APIError
 
 from ..events import EventLog, read_events
 from ..hyperparameters import Hyperparameters
+from ..job import job_object
 from ..policy import TINY_MODEL
 from .config import ServiceConfig
 from .files import Files
@@ -30,7 +31,6 @@ from .store import FINAL_STATUSES, JobRow, Store
 
 __all__ = ["CreateJobRequest", "Jobs", "page"]
 
-ORGANIZATION = "org-gradekit-local"
 MAX_LIMIT = 10_000
 
 
@@ -175,30 +175,19 @@ class Jobs:
         validation = self._file(body.validation_file, "validation_file") if body.validation_file else None
 
         job_id = f"ftjob-{secrets.token_hex(12)}"
-        now = int(time.time())
         hyper_json = hyper.model_dump()
-        obj: dict[str, Any] = {
-            "object": "fine_tuning.job",
-            "id": job_id,
-            "created_at": now,
-            "model": body.model,
-            "organization_id": ORGANIZATION,
-            "status": "queued",
-            "training_file": body.training_file,
-            "validation_file": body.validation_file,
-            "seed": body.seed if body.seed is not None else secrets.randbelow(2**31),
-            "suffix": body.suffix,
-            "metadata": body.metadata,
-            "hyperparameters": {k: hyper_json[k] for k in ("batch_size", "learning_rate_multiplier", "n_epochs")},
-            "method": {"type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": hyper_json}},
-            "fine_tuned_model": None,
-            "trained_tokens": None,
-            "error": None,
-            "finished_at": None,
-            "estimated_finish": None,
-            "result_files": [],
-            "integrations": None,
-        }
+        obj = job_object(
+            job_id,
+            body.model,
+            training_file=body.training_file,
+            validation_file=body.validation_file,
+            hyperparameters=hyper,
+            grader=grader,
+            seed=body.seed if body.seed is not None else secrets.randbelow(2**31),
+            suffix=body.suffix,
+            metadata=body.metadata,
+            status="queued",
+        )
         spec = {
             "base": base.base,
             "model_path": base.path,

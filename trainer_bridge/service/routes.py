@@ -32,7 +32,7 @@ from fastapi.responses import FileResponse
 from gradekit.runtime.server import APIError
 
 from .config import CONFIG_ENV, ServiceConfig
-from .files import Files, parse_form
+from .files import FilePart, Files, form_filename
 from .inference import ChatRequest, CompletionRequest, Inference, ResponseRequest
 from .jobs import MAX_LIMIT, CreateJobRequest, Jobs
 from .models import Models
@@ -148,7 +148,15 @@ def register(app: FastAPI) -> None:
     async def upload_file(request: Request) -> dict[str, Any]:
         """Upload a JSONL file for fine-tuning (multipart `file` and `purpose=fine-tune`); it is checked as RFT data."""
         service = _service(request)
-        parts = parse_form(request.headers.get("content-type", ""), await request.body())
+        if request.headers.get("content-type", "").partition(";")[0].strip() != "multipart/form-data":
+            raise APIError(400, "The request must be multipart/form-data (upload with the files API).")
+        async with request.form(max_files=1, max_fields=8) as form:
+            parts = [
+                FilePart(name, None, value.encode())
+                if isinstance(value, str)
+                else FilePart(name, form_filename(value.filename), await value.read())
+                for name, value in form.multi_items()
+            ]
         return await anyio.to_thread.run_sync(service.files.upload, parts)
 
     @app.get("/v1/files")
