@@ -88,8 +88,13 @@ class Policy:
         text = self.tokenizer.apply_chat_template(row.messages, **kwargs)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def sample(self, prompts: list[list[int]], n: int, *, max_new_tokens: int, temperature: float) -> Rollout:
-        """`n` completions of each prompt (rows of one prompt are contiguous), sampled from the full distribution."""
+    def sample(
+        self, prompts: list[list[int]], n: int, *, max_new_tokens: int, temperature: float, top_p: float = 1.0
+    ) -> Rollout:
+        """`n` completions of each prompt (rows of one prompt are contiguous); temperature 0 decodes greedily.
+
+        Sampling draws from the full distribution (no top-k), so training's log-probs are those of the sampler.
+        """
         import torch
 
         pad = self.tokenizer.pad_token_id
@@ -103,16 +108,14 @@ class Policy:
         ids, mask = ids.repeat_interleave(n, dim=0), mask.repeat_interleave(n, dim=0)
         self.model.eval()
         with torch.no_grad():
+            sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": top_p}
             out = self.model.generate(
                 input_ids=ids,
                 attention_mask=mask,
-                do_sample=True,
-                temperature=temperature,
-                top_k=0,
-                top_p=1.0,
                 max_new_tokens=max_new_tokens,
                 pad_token_id=pad,
                 eos_token_id=eos,
+                **(sampling if temperature > 0 else {"do_sample": False}),
             )
         completion = out[:, width:]
         is_eos = completion == eos

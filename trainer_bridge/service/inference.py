@@ -161,7 +161,6 @@ class Inference:
         self, policy: Policy, prompt: list[int], body: _Sampling, *, n: int, max_tokens: int | None, default: int
     ) -> list[_Generated]:
         import torch
-        from transformers import GenerationConfig
 
         tok = policy.tokenizer
         if not prompt:
@@ -177,25 +176,19 @@ class Inference:
                 code="context_length_exceeded",
             )
         temperature = 1.0 if body.temperature is None else body.temperature
-        sampled = temperature > 0
-        settings: dict[str, Any] = {"max_new_tokens": budget, "do_sample": sampled}
-        if sampled:
-            settings.update(temperature=temperature, top_p=body.top_p or 1.0, top_k=0)
-        generation = GenerationConfig(pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **settings)
-        ids = torch.tensor([prompt] * n, dtype=torch.long)
-        policy.model.eval()
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]):
             if body.seed is not None:
                 torch.manual_seed(body.seed)
-            out = policy.model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=generation
+            rollout = policy.sample(
+                [prompt], n, max_new_tokens=budget, temperature=temperature, top_p=body.top_p or 1.0
             )
         results = []
-        for row in out[:, len(prompt) :].tolist():
-            stopped = tok.eos_token_id in row
-            row = row[: row.index(tok.eos_token_id)] if stopped else row
-            text = tok.decode(row, skip_special_tokens=True).strip()
-            results.append(_Generated(text, len(row) + int(stopped), "stop" if stopped else "length"))
+        for text, row, mask in zip(
+            rollout.texts, rollout.input_ids[:, rollout.prompt_len :], rollout.completion_mask, strict=True
+        ):
+            tokens = int(mask.sum())  # up to and including end-of-text
+            stopped = tokens > 0 and int(row[tokens - 1]) == tok.eos_token_id
+            results.append(_Generated(text, tokens, "stop" if stopped else "length"))
         return results
 
     def _chat_prompt(self, policy: Policy, messages: list[dict[str, Any]], tools: list[Any] | None) -> list[int]:
