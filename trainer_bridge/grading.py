@@ -12,6 +12,7 @@ from typing import Any
 
 from gradekit.graders import BatchResult, Grader
 from gradekit.graders.errors import ERROR_FLAGS
+from gradekit.graders.samples import SampleInput
 from gradekit.runtime.engine import Engine
 
 __all__ = ["BackgroundGrader", "error_table", "grader_names", "split_range"]
@@ -26,7 +27,7 @@ class BackgroundGrader:
         self.thread = threading.Thread(target=self.loop.run_forever, name="gradekit-rft-grading", daemon=True)
         self.thread.start()
 
-    def submit(self, samples: list[str], items: list[Any]) -> Future[tuple[BatchResult, float]]:
+    def submit(self, samples: list[SampleInput], items: list[Any]) -> Future[tuple[BatchResult, float]]:
         """Start grading; the future holds the result and the seconds grading took."""
 
         async def grade() -> tuple[BatchResult, float]:

@@ -32,6 +32,7 @@ from gradekit.graders.api import GraderLike
 from gradekit.runtime.engine import Backend, Engine
 
 from .checkpoints import Checkpoint, CheckpointStore, Snapshots
+from .completions import to_sample
 from .data import DataError, Row, load_rows
 from .evals import eval_run_path, write_eval_run
 from .events import EventLog, read_events
@@ -432,7 +433,8 @@ class RFTJob:
             )
             generation += time.perf_counter() - start
             items = [r.item for r in chunk for _ in range(n)]
-            pending.append((chunk, rollout, self.grading.submit(rollout.texts, items)))
+            samples = [to_sample(text, i) for i, text in enumerate(rollout.texts)]
+            pending.append((chunk, rollout, self.grading.submit(samples, items)))
         start = time.perf_counter()
         done, grading = [], 0.0
         for chunk, rollout, future in pending:

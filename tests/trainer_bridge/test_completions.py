@@ -1,0 +1,42 @@
+"""Tool calls a local model writes as `<tool_call>` blocks reach tool-call graders as OpenAI tool calls."""
+
+from __future__ import annotations
+
+import json
+
+from gradekit.graders import run_batch
+from gradekit.trainer_bridge.completions import to_sample
+
+GRADER = {"type": "tool_call", "name": "weather_call"}  # expects the item's `expected_tool_calls`
+ITEM = {"expected_tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}
+
+
+def test_plain_text_stays_a_string() -> None:
+    assert to_sample("billing") == "billing"
+
+
+def test_tool_call_blocks_become_tool_calls() -> None:
+    text = 'Let me check. <tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    sample = to_sample(text, index=3)
+    assert sample == {
+        "output_text": "Let me check.",
+        "output_tools": [
+            {
+                "id": "call_3_0",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": json.dumps({"city": "Paris"})},
+            }
+        ],
+    }
+
+
+def test_malformed_blocks_stay_in_the_text() -> None:
+    text = "<tool_call>{not json}</tool_call> <tool_call>[1]</tool_call>"
+    assert to_sample(text) == text
+
+
+def test_a_tool_call_grader_scores_the_parsed_calls() -> None:
+    right = '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
+    wrong = '<tool_call>{"name": "get_weather", "arguments": {"city": "Rome"}}</tool_call>'
+    result = run_batch(GRADER, [to_sample(right), to_sample(wrong, 1), to_sample("no call")], [ITEM] * 3)
+    assert result.rewards[0] == 1.0 and result.rewards[1] < 1.0 and result.rewards[2] == 0.0
