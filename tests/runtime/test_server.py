@@ -19,6 +19,8 @@ from gradekit.runtime import fake_llm, server
 from gradekit.runtime.model_client import OpenAIModelClient
 from gradekit.runtime.server import APIError, create_app, running
 
+from ..http import post
+
 PY_SOURCE = "def grade(sample, item):\n    return 1.0 if sample['output_text'] == item['answer'] else 0.0\n"
 
 
@@ -54,18 +56,6 @@ GRADERS: dict[str, dict[str, Any]] = {
         "calculate_output": "0.25 * a + 0.75 * max(a, b)",
     },
 }
-
-
-def post(url: str, body: bytes | Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    """POST JSON (or raw bytes) with urllib; the status and the decoded JSON answer."""
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        with e:
-            return e.code, json.loads(e.read())
 
 
 @pytest.fixture(scope="module")

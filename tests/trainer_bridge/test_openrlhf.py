@@ -12,8 +12,6 @@ import importlib.util
 import json
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,8 @@ from gradekit.graders import validate
 from gradekit.runtime import cli
 from gradekit.runtime.server import create_app, running
 from gradekit.trainer_bridge.openrlhf_rewards import ROUTE, register, response_text, reward_func, to_openrlhf
+
+from ..http import post
 
 GRADER: dict[str, Any] = {
     "type": "multi",
@@ -152,17 +152,6 @@ def test_adapters_import_without_torch() -> None:
 
 
 # --- the HTTP route -------------------------------------------------------------------------------------------
-
-
-def post(url: str, body: Any) -> tuple[int, Any]:
-    """POST JSON as OpenRLHF does; the status and the decoded answer."""
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        with e:
-            return e.code, json.loads(e.read())
 
 
 def app_with_route(**kwargs: Any) -> Any:
