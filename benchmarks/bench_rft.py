@@ -33,17 +33,7 @@ COMPARE_STEPS = 40  # two epochs of the demo's training file at batch 8
 def run_demo(root: Path) -> tuple[RFTJob, float]:
     """The demo's job in `root`; returns it and its wall time."""
     base = demo.base_model(root / "base")
-    job = RFTJob(
-        base,
-        demo.TASK / "grader.json",
-        demo.TASK / "train.jsonl",
-        demo.TASK / "valid.jsonl",
-        demo.HYPERPARAMETERS,
-        seed=demo.SEED,
-        output_dir=root / "run",
-        options=demo.OPTIONS,
-        progress=False,
-    )
+    job = demo.demo_job(base, root / "run")
     start = time.perf_counter()
     job.run()
     return job, time.perf_counter() - start
@@ -92,16 +82,8 @@ def ours_steps_per_second(base: Path, root: Path) -> float:
     The job also validates at step 0 and at its last step and writes a checkpoint and snapshots, which TRL's
     run does not: the comparison counts them against us.
     """
-    job = RFTJob(
-        base,
-        demo.TASK / "grader.json",
-        demo.TASK / "train.jsonl",
-        demo.TASK / "valid.jsonl",
-        {"n_epochs": 2, "batch_size": 8, "eval_interval": COMPARE_STEPS},
-        seed=demo.SEED,
-        output_dir=root / "ours",
-        options=demo.OPTIONS,
-        progress=False,
+    job = demo.demo_job(
+        base, root / "ours", hyperparameters={"n_epochs": 2, "batch_size": 8, "eval_interval": COMPARE_STEPS}
     )
     start = time.perf_counter()
     job.run()

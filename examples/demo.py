@@ -13,6 +13,7 @@ import random
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from gradekit.trainer_bridge import RFTJob
 from gradekit.trainer_bridge.data import load_rows
@@ -39,23 +40,30 @@ def base_model(path: Path) -> Path:
     return path
 
 
+def demo_job(
+    base: Path, output_dir: Path, *, hyperparameters: dict[str, Any] = HYPERPARAMETERS, progress: bool = False
+) -> RFTJob:
+    """The demo's RFT job on `base` (benchmarks run it with other hyperparameters)."""
+    return RFTJob(
+        base,
+        TASK / "grader.json",
+        TASK / "train.jsonl",
+        TASK / "valid.jsonl",
+        hyperparameters,
+        seed=SEED,
+        suffix="ticket-routing",
+        output_dir=output_dir,
+        options=OPTIONS,
+        progress=progress,
+    )
+
+
 def main() -> int:
     """Warm-start the base model, run the RFT job, print the validation table and where the outputs are."""
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
     base = base_model(OUT / "base-model")
-    job = RFTJob(
-        base,
-        TASK / "grader.json",
-        TASK / "train.jsonl",
-        TASK / "valid.jsonl",
-        HYPERPARAMETERS,
-        seed=SEED,
-        suffix="ticket-routing",
-        output_dir=OUT / "run",
-        options=OPTIONS,
-        progress=sys.stderr.isatty(),
-    )
+    job = demo_job(base, OUT / "run", progress=sys.stderr.isatty())
     record = job.run()
     history = [e["data"] for e in job.events if e["type"] == "metrics"]
     valid = [h["valid_reward_mean"] for h in history if "valid_reward_mean" in h]
