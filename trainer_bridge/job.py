@@ -320,6 +320,9 @@ class RFTJob:
             self.policy.model.parameters(), lr=base_lr * res.learning_rate_multiplier, weight_decay=0.0
         )
         self.reference = self._reference(snapshot)
+        # Every row is prompted once per epoch: render each prompt once (keyed by the row object, which lives as
+        # long as the job).
+        self.prompts = {id(row): self.policy.prompt_ids(row) for row in [*train, *valid]}
         self.history: list[dict[str, Any]] = []
         step, trained_tokens = 0, 0
         if snapshot is not None:
@@ -426,7 +429,7 @@ class RFTJob:
             chunk = [rows[i] for i in part]
             start = time.perf_counter()
             rollout = self.policy.sample(
-                [self.policy.prompt_ids(r) for r in chunk],
+                [self.prompts[id(r)] for r in chunk],
                 n,
                 max_new_tokens=self.res.max_completion_tokens,
                 temperature=self.options.temperature,

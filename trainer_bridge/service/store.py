@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FINAL_STATUSES", "JobRow", "Store"]
+from ..job import FINAL_STATUSES
 
-FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+__all__ = ["FINAL_STATUSES", "JobRow", "Store"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
