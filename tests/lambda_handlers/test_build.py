@@ -145,13 +145,19 @@ def _fake_wheel(directory: Path, name: str, version: str, requires: list[str]) -
         zf.writestr(f"{dist}.dist-info/RECORD", "")
 
 
+#: The stand-in torch's version, pinned exactly: under any cap a pip configuration may put on torch (a site-wide
+#: constraints file saying torch<=2.14.1 made a stand-in 99.0 unresolvable, so pip failed before the torch
+#: check), and a post-release of 0.0.0 that no real index carries.
+STAND_IN_TORCH = "0.0.0.post20260101"
+
+
 def test_a_requirement_pulling_torch_fails_before_anything_is_installed(tmp_path: Path) -> None:
     links = tmp_path / "links"
     links.mkdir()
     # local stand-ins, so that resolving never touches the real torch
     _fake_wheel(links, "reward-helpers", "1.0", ["similarity-models>=1"])
-    _fake_wheel(links, "similarity-models", "1.0", ["torch>=99"])
-    _fake_wheel(links, "torch", "99.0", [])
+    _fake_wheel(links, "similarity-models", "1.0", [f"torch=={STAND_IN_TORCH}"])
+    _fake_wheel(links, "torch", STAND_IN_TORCH, [])
     grader = tmp_path / "answer.json"
     grader.write_text(json.dumps(ANSWER_GRADER))
     with pytest.raises(BuildError) as caught:
