@@ -46,13 +46,23 @@ from .policy import TINY_MODEL, Policy, Rollout
 if TYPE_CHECKING:
     from torch.optim import Optimizer
 
-__all__ = ["STATUSES", "JobError", "RFTJob", "job_object"]
+__all__ = ["STATUSES", "JobError", "RFTJob", "base_model_name", "fine_tuned_model_name", "job_object"]
 
 STATUSES = ("validating_files", "queued", "running", "paused", "succeeded", "failed", "cancelled")
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 TRAINER_STATE = "trainer.pt"
 
 ORGANIZATION = "org-gradekit-local"
+
+
+def base_model_name(model: str | os.PathLike[str]) -> str:
+    """The name a local base model goes by when none is given: `tiny-local`, or its folder's name."""
+    return TINY_MODEL if os.fspath(model) == TINY_MODEL else Path(model).name
+
+
+def fine_tuned_model_name(base: str, suffix: str | None, job_id: str) -> str:
+    """The name of a job's fine-tuned model: `ft:<base>:<suffix or gradekit>:<job id without ftjob->`."""
+    return f"ft:{base}:{suffix or 'gradekit'}:{job_id.removeprefix('ftjob-')}"
 
 
 def job_object(
@@ -107,7 +117,8 @@ class RFTJob:
     """A reinforcement fine-tuning job on a local model: `run()` trains; `pause()`/`cancel()` stop it.
 
     `model` is `"tiny-local"` (a small Qwen2 built from a config, vocabulary from the data) or a local Hugging
-    Face model directory. `hyperparameters` take OpenAI's names (`n_epochs`, `batch_size`, ...; `"auto"` allowed).
+    Face model directory; `model_name` is the base name the fine-tuned model's name carries (default: `tiny-local`
+    or the folder's name). `hyperparameters` take OpenAI's names (`n_epochs`, `batch_size`, ...; `"auto"` allowed).
     """
 
     def __init__(
@@ -128,11 +139,13 @@ class RFTJob:
         job_id: str | None = None,
         listener: Callable[[dict[str, Any]], None] | None = None,
         metadata: dict[str, str] | None = None,
+        model_name: str | None = None,
     ) -> None:
         if grader is None or training_file is None or validation_file is None:
             raise TypeError("RFTJob needs a grader, a training_file and a validation_file")
         self.id = job_id or f"ftjob-{secrets.token_hex(12)}"
         self.model = os.fspath(model)
+        self.model_name = model_name or base_model_name(self.model)
         self.grader: Grader = validate(grader)
         self.training_file = os.fspath(training_file)
         self.validation_file = os.fspath(validation_file)
@@ -165,9 +178,8 @@ class RFTJob:
 
     @property
     def fine_tuned_model(self) -> str:
-        """The name of the model this job produces: `ft:<base>:<suffix>:<job id>`."""
-        base = Path(self.model).name if self.model != TINY_MODEL else TINY_MODEL
-        return f"ft:{base}:{self.suffix or 'gradekit'}:{self.id.removeprefix('ftjob-')}"
+        """The name of the model this job produces: `ft:<model_name>:<suffix>:<job id>`."""
+        return fine_tuned_model_name(self.model_name, self.suffix, self.id)
 
     def _new_record(self) -> dict[str, Any]:
         try:
@@ -185,7 +197,7 @@ class RFTJob:
             suffix=self.suffix,
             metadata=self.metadata,
         )
-        record["gradekit"] = {"options": self.options.to_json(), "resolved": None}
+        record["gradekit"] = {"options": self.options.to_json(), "resolved": None, "model_name": self.model_name}
         return record
 
     def _update(self, **fields: Any) -> None:
@@ -218,6 +230,7 @@ class RFTJob:
         if spec is None:
             raise ValueError(f"job {record['id']} used a grader that was not saved as JSON: pass grader=...")
         opts = record.get("gradekit", {}).get("options")
+        kwargs.setdefault("model_name", record.get("gradekit", {}).get("model_name"))
         job = cls(
             record["model"],
             spec,

@@ -21,7 +21,7 @@ from gradekit.runtime.server import APIError
 
 from ..events import EventLog, read_events
 from ..hyperparameters import Hyperparameters
-from ..job import job_object
+from ..job import fine_tuned_model_name, job_object
 from ..policy import TINY_MODEL
 from .config import ServiceConfig
 from .files import Files
@@ -197,7 +197,7 @@ class Jobs:
             "grader": grader,
             "hyperparameters": hyper_json,
             "options": dict(self.config.options),
-            "fine_tuned_model": f"ft:{base.base}:{body.suffix or 'gradekit'}:{job_id.removeprefix('ftjob-')}",
+            "fine_tuned_model": fine_tuned_model_name(base.base, body.suffix, job_id),
         }
         bad = next(
             (

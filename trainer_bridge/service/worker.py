@@ -200,7 +200,9 @@ class Worker:
                 return None
             # From its last snapshot, or from the start when it was killed before the first one.
             print(f"gradekit worker: {row.id}: resuming", flush=True)
-            return RFTJob.resume(run, grader=grader, backend=backend, progress=False, listener=listener)
+            return RFTJob.resume(
+                run, grader=grader, backend=backend, progress=False, listener=listener, model_name=spec["base"]
+            )
         print(f"gradekit worker: {row.id}: starting", flush=True)
         obj = row.object
         return RFTJob(
@@ -218,6 +220,7 @@ class Worker:
             job_id=row.id,
             listener=listener,
             metadata=obj["metadata"],
+            model_name=spec["base"],
         )
 
     def _finish(self, a: _Active, record: dict[str, Any]) -> None:
