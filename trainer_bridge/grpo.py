@@ -1,13 +1,19 @@
-"""The GRPO objective: group-normalised advantages and the clipped policy-gradient loss with an optional KL term."""
+"""GRPO: group-normalised advantages, the clipped policy-gradient loss with an optional KL term, and one update."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from torch import Tensor
+    from torch.optim import Optimizer
+    from transformers import PreTrainedModel
 
-__all__ = ["group_advantages", "policy_loss"]
+    from .hyperparameters import LoopOptions
+    from .policy import Policy, Rollout
+
+__all__ = ["group_advantages", "grpo_update", "policy_loss"]
 
 
 def group_advantages(rewards: Tensor, group_size: int, *, eps: float = 1e-4) -> Tensor:
@@ -49,3 +55,56 @@ def policy_loss(
     loss = (per_token * mask).sum() / tokens
     clip_fraction = float((((ratio - 1.0).abs() > clip_epsilon).float() * mask).sum() / tokens)
     return loss, {"clip_fraction": clip_fraction, "kl": kl_mean}
+
+
+def grpo_update(
+    policy: Policy,
+    optimizer: Optimizer,
+    graded: Sequence[tuple[Rollout, Sequence[float]]],
+    *,
+    group_size: int,
+    options: LoopOptions,
+    reference: PreTrainedModel | None = None,
+) -> dict[str, float]:
+    """One GRPO step on graded rollouts (each with one reward per sample, groups of `group_size` contiguous).
+
+    Advantages are normalised within each group; `options.update_epochs` clipped policy-gradient updates follow,
+    the loss a token-level mean over the whole batch. Returns the batch's `clip_fraction` and `kl`.
+    """
+    import torch
+
+    total_tokens = sum(int(r.completion_mask.sum()) for r, _ in graded) or 1
+    policy.model.train()
+    prepared = []
+    for rollout, rewards in graded:
+        advantages = group_advantages(torch.tensor(list(rewards), dtype=torch.float32), group_size)
+        old = ref = None
+        if options.update_epochs > 1 or reference is not None:
+            with torch.no_grad():
+                if options.update_epochs > 1:
+                    old = policy.token_logprobs(rollout, temperature=options.temperature)
+                if reference is not None:
+                    ref = policy.token_logprobs(rollout, temperature=options.temperature, model=reference)
+        prepared.append((rollout, advantages, old, ref))
+    stats = {"clip_fraction": 0.0, "kl": 0.0}
+    for _ in range(options.update_epochs):
+        optimizer.zero_grad(set_to_none=True)
+        for rollout, advantages, old, ref in prepared:
+            logp = policy.token_logprobs(rollout, temperature=options.temperature)
+            mask = rollout.completion_mask.float()
+            loss, part_stats = policy_loss(
+                logp,
+                logp.detach() if old is None else old,
+                advantages,
+                mask,
+                clip_epsilon=options.clip_epsilon,
+                ref_logp=ref,
+                beta=options.kl_beta,
+            )
+            weight = float(mask.sum()) / total_tokens  # token-level mean over the whole batch
+            (loss * weight).backward()
+            for key, value in part_stats.items():
+                stats[key] += value * weight / options.update_epochs
+        torch.nn.utils.clip_grad_norm_(policy.model.parameters(), 1.0)
+        optimizer.step()
+    return stats

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gradekit.graders import BatchResult, Env, Grader, validate
-from gradekit.graders.aggregate import Aggregate
 from gradekit.graders.api import GraderLike
 from gradekit.runtime.engine import Backend, Engine
 
@@ -37,9 +36,10 @@ from .data import DataError, Row, load_rows
 from .evals import eval_run_path, write_eval_run
 from .events import EventLog, read_events
 from .files import publish_dir, read_json, write_json
-from .grading import BackgroundGrader, error_table, grader_names, split_range
-from .grpo import group_advantages, policy_loss
+from .grading import BackgroundGrader, split_range
+from .grpo import grpo_update
 from .hyperparameters import Hyperparameters, LoopOptions, Resolved
+from .metrics import train_metrics, valid_metrics
 from .plot import plot_rewards
 from .policy import TINY_MODEL, Policy, Rollout
 
@@ -461,71 +461,30 @@ class RFTJob:
         return done, timing
 
     def _train_step(self, step: int) -> tuple[dict[str, Any], int]:
-        import torch
-
         started = time.perf_counter()
-        res, opts = self.res, self.options
+        res = self.res
         parts, timing = self._generate_and_grade(self._batch(step), res.group_size)
         update_start = time.perf_counter()
-        agg = Aggregate(name=self.grader.name)
-        prepared = []
-        total_tokens = sum(int(r.completion_mask.sum()) for _, r, _ in parts) or 1
-        self.policy.model.train()
-        for _, rollout, result in parts:
-            agg.add_batch(result)
-            advantages = group_advantages(torch.tensor(result.rewards, dtype=torch.float32), res.group_size)
-            old = ref = None
-            if opts.update_epochs > 1 or self.reference is not None:
-                with torch.no_grad():
-                    if opts.update_epochs > 1:
-                        old = self.policy.token_logprobs(rollout, temperature=opts.temperature)
-                    if self.reference is not None:
-                        ref = self.policy.token_logprobs(rollout, temperature=opts.temperature, model=self.reference)
-            prepared.append((rollout, advantages, old, ref))
-        stats = {"clip_fraction": 0.0, "kl": 0.0}
-        for _ in range(opts.update_epochs):
-            self.optimizer.zero_grad(set_to_none=True)
-            for rollout, advantages, old, ref in prepared:
-                logp = self.policy.token_logprobs(rollout, temperature=opts.temperature)
-                mask = rollout.completion_mask.float()
-                loss, part_stats = policy_loss(
-                    logp,
-                    logp.detach() if old is None else old,
-                    advantages,
-                    mask,
-                    clip_epsilon=opts.clip_epsilon,
-                    ref_logp=ref,
-                    beta=opts.kl_beta,
-                )
-                weight = float(mask.sum()) / total_tokens  # token-level mean over the whole batch
-                (loss * weight).backward()
-                for key, value in part_stats.items():
-                    stats[key] += value * weight / opts.update_epochs
-            torch.nn.utils.clip_grad_norm_(self.policy.model.parameters(), 1.0)
-            self.optimizer.step()
+        stats = grpo_update(
+            self.policy,
+            self.optimizer,
+            [(rollout, result.rewards) for _, rollout, result in parts],
+            group_size=res.group_size,
+            options=self.options,
+            reference=self.reference,
+        )
         timing["update_s"] = time.perf_counter() - update_start
         timing["step_s"] = time.perf_counter() - started
-        summary = agg.summary()
-        completion_tokens = [int(m.sum()) for _, r, _ in parts for m in r.completion_mask]
-        data: dict[str, Any] = {
-            "step": step,
-            "total_steps": res.total_steps,
-            "train_reward_mean": summary["reward_mean"],
-            "train_reward_std": summary["reward_std"],
-            "train_completion_tokens_mean": sum(completion_tokens) / len(completion_tokens),
-            "graders": self._per_grader(summary, "train"),
-            "errors": error_table(summary, grader_names(self.grader)),
-            "kl": stats["kl"],
-            "clip_fraction": stats["clip_fraction"],
-            "timing": timing,
-        }
+        data = train_metrics(
+            self.grader,
+            [result for _, _, result in parts],
+            step=step,
+            total_steps=res.total_steps,
+            completion_tokens=[int(m.sum()) for _, r, _ in parts for m in r.completion_mask],
+            stats=stats,
+            timing=timing,
+        )
         return data, sum(r.tokens for _, r, _ in parts)
-
-    def _per_grader(self, summary: dict[str, Any], split: str) -> dict[str, dict[str, float]]:
-        per = {self.grader.name: {f"{split}_reward_mean": summary["reward_mean"]}}
-        for name, moments in summary["graders"].items():
-            per[name] = {f"{split}_reward_mean": moments["reward_mean"]}
-        return per
 
     # --- validation, checkpoints, snapshots ------------------------------------------------------------------
 
@@ -533,24 +492,17 @@ class RFTJob:
         import torch
 
         res = self.res
-        agg = Aggregate(name=self.grader.name)
-        parts = []
+        parts, results = [], []
         # Validation samples come from their own seeded generator, so evaluating never moves training's RNG.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed * 7_919 + step)
             for piece in split_range(len(self.valid_rows), math.ceil(len(self.valid_rows) / res.batch_size)):
                 done, _ = self._generate_and_grade([self.valid_rows[i] for i in piece], res.eval_samples)
                 for chunk, rollout, result in done:
-                    agg.add_batch(result)
+                    results.append(result)
                     parts.append((chunk, rollout.texts, result))
         write_eval_run(eval_run_path(self.dir / "evals", step), step, parts)
-        summary = agg.summary()
-        return {
-            "valid_reward_mean": summary["reward_mean"],
-            "valid_reward_std": summary["reward_std"],
-            "graders": self._per_grader(summary, "valid"),
-            "valid_errors": error_table(summary, grader_names(self.grader)),
-        }
+        return valid_metrics(self.grader, results)
 
     def _evaluate_and_record(self, step: int, data: dict[str, Any], trained_tokens: int) -> None:
         valid = self._evaluate(step)
