@@ -1,10 +1,20 @@
-"""JSONL reading and writing for the CLI: lazy line readers, cheap line counts, a flushing writer, resume scans."""
+"""JSON and JSONL in and out for the runtime: safe encoding, safe parsing, lazy line readers, a flushing writer.
+
+Every JSON or text output of the runtime (HTTP responses, JSONL files, reports, Lambda responses and logs)
+goes through `dumps`, `model_json`, `clean_text` or `utf8`, so no value can make an output fail: lone
+surrogates become U+FFFD, non-finite floats and integers too long to print become null, values JSON has no
+type for become their `repr`, and cycles or nesting deeper than `MAX_OUTPUT_DEPTH` become a marker string.
+Every JSON input goes through `loads` (or `Line.parse`), which turns input nested too deeply for Python's
+parser into a `ValueError` naming the problem instead of a `RecursionError`.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import stat
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,9 +22,174 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-__all__ = ["JsonlError", "JsonlWriter", "Line", "count_lines", "iter_lines", "read_jsonl", "scan_complete_lines"]
+from pydantic import BaseModel
+
+__all__ = [
+    "MAX_OUTPUT_DEPTH",
+    "TOO_DEEP",
+    "JsonDepthError",
+    "JsonlError",
+    "JsonlWriter",
+    "Line",
+    "clean_text",
+    "count_lines",
+    "dumps",
+    "iter_lines",
+    "json_safe",
+    "loads",
+    "model_json",
+    "read_jsonl",
+    "scan_complete_lines",
+    "utf8",
+    "write_text",
+]
 
 StrPath = str | os.PathLike[str]
+
+#: Containers nested deeper than this in an output value are replaced by a marker string (see `json_safe`).
+MAX_OUTPUT_DEPTH = 256
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_COMPACT = (",", ":")
+
+
+def clean_text(text: str) -> str:
+    """`text` with every surrogate code point (which UTF-8 cannot encode) replaced by U+FFFD."""
+    return _SURROGATES.sub("\ufffd", text) if _SURROGATES.search(text) else text
+
+
+def utf8(text: str) -> bytes:
+    """`text` encoded as UTF-8, surrogates replaced by U+FFFD; never raises."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return clean_text(text).encode("utf-8")
+
+
+def write_text(stream: IO[str], text: str) -> None:
+    """Write `text` to a text stream, surrogates and characters its encoding lacks replaced; never a
+    `UnicodeEncodeError`."""
+    text = clean_text(text)
+    try:
+        stream.write(text)
+    except UnicodeEncodeError:
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        stream.write(text.encode(encoding, "replace").decode(encoding))
+
+
+def _int(value: int) -> int | None:
+    # Python refuses to print integers over `sys.get_int_max_str_digits()` digits (4300 by default).
+    if value.bit_length() < 10_000:
+        return value
+    try:
+        str(value)
+    except ValueError:
+        return None
+    return value
+
+
+def _scalar(value: Any) -> Any:
+    """A JSON scalar for a non-container value."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, int):
+        return _int(value)
+    if isinstance(value, float):
+        return value if value - value == 0.0 else None  # NaN and infinities have no JSON form
+    try:
+        return clean_text(repr(value))
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return clean_text(key)
+    value = _scalar(key)
+    return json.dumps(value) if value is None or isinstance(value, bool | float) else str(value)
+
+
+def json_safe(value: Any, *, max_depth: int = MAX_OUTPUT_DEPTH) -> Any:
+    """A copy of `value` that strict JSON can carry: see the module docstring (iterative: no recursion limit)."""
+    root: list[Any] = [None]
+    on_path: set[int] = set()  # containers being copied: meeting one again is a cycle
+    leave = object()
+    stack: list[tuple[Any, Any, Any, int]] = [(value, root, 0, 0)]
+    while stack:
+        v, parent, key, depth = stack.pop()
+        if v is leave:
+            on_path.discard(key)
+            continue
+        if not isinstance(v, dict | list | tuple):
+            parent[key] = _scalar(v)
+        elif id(v) in on_path:
+            parent[key] = "<circular reference>"
+        elif depth >= max_depth:
+            parent[key] = f"<nested deeper than {max_depth} levels>"
+        else:
+            on_path.add(id(v))
+            stack.append((leave, None, id(v), 0))
+            if isinstance(v, dict):
+                out: dict[str, Any] = {}
+                children = []
+                for k, child in v.items():
+                    k = _key(k)
+                    out[k] = None  # keeps the input's key order
+                    children.append((child, out, k, depth + 1))
+                parent[key] = out
+            else:
+                items: list[Any] = [None] * len(v)
+                children = [(child, items, i, depth + 1) for i, child in enumerate(v)]
+                parent[key] = items
+            stack.extend(reversed(children))
+    return root[0]
+
+
+def dumps(value: Any, *, indent: int | None = None) -> str:
+    """`value` as strict JSON text (`json.loads` reads it back, `allow_nan=False` holds); never raises."""
+    options: dict[str, Any] = {
+        "ensure_ascii": False,
+        "allow_nan": False,
+        "indent": indent,
+        "separators": None if indent is not None else _COMPACT,
+    }
+    try:
+        return clean_text(json.dumps(value, **options))
+    except (ValueError, TypeError, RecursionError):
+        pass
+    # Called from deep in the stack, even the bounded copy may be too deep for the encoder: bound it harder.
+    for depth in (MAX_OUTPUT_DEPTH, 16):
+        try:
+            return clean_text(json.dumps(json_safe(value, max_depth=depth), **options))
+        except RecursionError:
+            continue
+    return "null"
+
+
+def model_json(model: BaseModel, *, indent: int | None = None) -> str:
+    """A pydantic model as strict JSON text, like `model_dump_json` but never raising (e.g. on surrogates)."""
+    try:
+        return model.model_dump_json(indent=indent)
+    except Exception:  # pydantic refuses surrogates and values it cannot serialise
+        return dumps(model.model_dump(), indent=indent)
+
+
+class JsonDepthError(ValueError):
+    """JSON input nested too deeply for Python's parser."""
+
+
+#: What `loads` says about input too deep to parse.
+TOO_DEEP = f"JSON nested too deeply to parse (the limit is about {sys.getrecursionlimit()} levels)"
+
+
+def loads(text: str | bytes) -> Any:
+    """`json.loads`, raising `JsonDepthError` (a `ValueError`) instead of `RecursionError` on very deep input."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise JsonDepthError(TOO_DEEP) from None
 
 
 class JsonlError(ValueError):
@@ -42,7 +217,7 @@ class Line:
         if self.error is not None:
             raise JsonlError(self.path, self.number, self.error)
         try:
-            return json.loads(self.text)
+            return loads(self.text)
         except ValueError as e:
             raise JsonlError(self.path, self.number, f"invalid JSON: {e}") from None
 
@@ -104,18 +279,22 @@ def scan_complete_lines(path: StrPath) -> Iterator[tuple[Line, int]]:
 
 
 class JsonlWriter:
-    """Writes one JSON value per line; flushes at least every `flush_interval` seconds and on close."""
+    """Writes one JSON value per line in UTF-8; flushes at least every `flush_interval` seconds and on close.
+
+    Surrogates are replaced (see `utf8`). The file is written in place, line by line (appended to with
+    `append=True`): what was written before an interruption stays, which lets `gradekit grade --resume` go on.
+    """
 
     def __init__(self, path: StrPath, *, append: bool = False, flush_interval: float = 0.5) -> None:
         self.path = Path(path)
         self.flush_interval = flush_interval
         self.count = 0
-        self._file: IO[str] = open(self.path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
+        self._file: IO[bytes] = open(self.path, "ab" if append else "wb")  # noqa: SIM115
         self._flushed_at = time.monotonic()
 
     def write_line(self, text: str) -> None:
         """Write one already-serialised JSON value (without its newline)."""
-        self._file.write(text + "\n")
+        self._file.write(utf8(text) + b"\n")
         self.count += 1
         now = time.monotonic()
         if now - self._flushed_at >= self.flush_interval:
@@ -123,8 +302,8 @@ class JsonlWriter:
             self._flushed_at = now
 
     def write(self, value: Any) -> None:
-        """Write one JSON value."""
-        self.write_line(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+        """Write one JSON value (through `dumps`: strict JSON whatever it holds)."""
+        self.write_line(dumps(value))
 
     def flush(self) -> None:
         """Push what was written to the operating system."""

@@ -6,13 +6,18 @@ import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+from .jsonl import clean_text, write_text
+
 __all__ = ["format_summary", "print_summary"]
 
 _LABEL = 20
 
 
 def format_summary(summary: Mapping[str, Any], *, title: str | None = None) -> str:
-    """The summary as a small aligned table: rewards, per-grader reward means, per-grader error counts and rates."""
+    """The summary as a small aligned table: rewards, per-grader reward means, per-grader error counts and rates.
+
+    Surrogates in grader names are replaced (`clean_text`), so the table can always be printed as UTF-8.
+    """
     n = summary["count"]
     lines = [title, ""] if title else []
     lines += [
@@ -35,9 +40,9 @@ def format_summary(summary: Mapping[str, Any], *, title: str | None = None) -> s
         gw = max(_LABEL - 2, *(len(g) + 2 for g, _, _ in rows))
         fw = max(28, *(len(f) + 2 for _, f, _ in rows))
         lines += [f"  {g:<{gw}}{f:<{fw}}{c['count']:>6}  {c['rate']:6.1%}" for g, f, c in rows]
-    return "\n".join(lines) + "\n"
+    return clean_text("\n".join(lines) + "\n")
 
 
 def print_summary(summary: Mapping[str, Any], *, title: str | None = None, file: TextIO | None = None) -> None:
     """Print `format_summary(summary)` (to stdout unless `file` is given)."""
-    (file or sys.stdout).write(format_summary(summary, title=title))
+    write_text(file or sys.stdout, format_summary(summary, title=title))
