@@ -3,15 +3,18 @@
 Pairs are graded a chunk at a time through `arun_batch` (each grader node picks its executor: pure graders
 in-process and column-wise, Python graders in the environment's sandbox pool, model graders as concurrent
 requests); several chunks are in flight at once. Results come back in input order or as completed.
+No row can fail a stream: a chunk whose grading raises is graded again row by row, and a row whose grading
+still raises gets reward 0 and `other_error` (see `Engine.grade`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Protocol
@@ -19,9 +22,12 @@ from typing import Any, Protocol
 from gradekit.graders import BatchResult, Env, Grader, RunResult, arun_batch, validate
 from gradekit.graders.aggregate import Aggregate
 from gradekit.graders.api import GraderLike
+from gradekit.graders.results import SampleNotes
 from gradekit.graders.samples import SampleInput
 
 Pair = tuple[SampleInput, Mapping[str, Any] | None]
+
+logger = logging.getLogger(__name__)
 
 #: Entry point group of grading backends: each names a factory `(spec: str, grader: Grader) -> Backend`.
 BACKENDS_GROUP = "gradekit.backends"
@@ -62,6 +68,64 @@ class Graded:
     def result(self) -> RunResult:
         """The row's OpenAI-shaped result, built on each access."""
         return self.batch[self.position]
+
+
+#: Longest exception message kept in a row's `other_error`.
+_MAX_MESSAGE = 2000
+
+
+def _failed_row(grader: Grader, error: Exception) -> BatchResult:
+    """One row failed with `other_error` because grading it raised `error`."""
+    try:
+        text = str(error)
+    except Exception:
+        text = ""
+    message = f"grading raised {type(error).__name__}" + (f": {text[:_MAX_MESSAGE]}" if text else "")
+    notes = SampleNotes()
+    notes.fail(grader.name, "other_error", message)
+    return BatchResult(grader.name, grader.type, [0.0], [notes], {}, 0.0)
+
+
+def _concat(grader: Grader, parts: list[BatchResult]) -> BatchResult:
+    """Batch results one after another (a sub-reward a part lacks is 0 there)."""
+    keys = list(dict.fromkeys(k for p in parts for k in p.sub_rewards))
+    sub: dict[str, list[float]] = {k: [] for k in keys}
+    rewards: list[float] = []
+    notes: list[SampleNotes | None] = []
+    for p in parts:
+        rewards += p.rewards
+        notes += p.notes
+        for k in keys:
+            sub[k] += p.sub_rewards.get(k, [0.0] * len(p))
+    return BatchResult(grader.name, grader.type, rewards, notes, sub, sum(p.execution_time for p in parts))
+
+
+async def grade_rows(
+    grader: Grader,
+    samples: Sequence[SampleInput],
+    items: Sequence[Any],
+    *,
+    env: Env | None = None,
+    backend: Backend | None = None,
+) -> BatchResult:
+    """Grade rows (here, or on `backend`), one result per row, never raising for what a row holds.
+
+    Graders turn failures into flags; should grading the rows raise all the same (a bug, or input no
+    grader guards against), each row is graded alone so the others keep their results, and a row whose
+    grading still raises gets reward 0 and `other_error` naming the exception.
+    """
+    try:
+        if backend is not None:
+            return await backend.grade(grader, list(samples), list(items))
+        return await arun_batch(grader, samples, items, env=env)
+    except Exception as e:
+        if len(samples) == 1:
+            logger.warning("grading a row raised; it is failed with other_error", exc_info=True)
+            return _failed_row(grader, e)
+    parts = await asyncio.gather(
+        *(grade_rows(grader, [s], [i], env=env, backend=backend) for s, i in zip(samples, items, strict=True))
+    )
+    return _concat(grader, parts)
 
 
 async def _chunks(pairs: Iterable[Pair] | AsyncIterable[Pair], size: int) -> AsyncIterator[tuple[int, list[Pair]]]:
@@ -110,10 +174,8 @@ class Engine:
         self.aggregate = Aggregate(name=self.grader.name)
 
     async def grade(self, samples: list[SampleInput], items: list[Any]) -> BatchResult:
-        """Grade one chunk of rows (here or on the backend); `aggregate` is left untouched."""
-        if self.backend is not None:
-            return await self.backend.grade(self.grader, samples, items)
-        return await arun_batch(self.grader, samples, items, env=self.env)
+        """Grade one chunk of rows with `grade_rows` (here or on the backend); `aggregate` is left untouched."""
+        return await grade_rows(self.grader, samples, items, env=self.env, backend=self.backend)
 
     async def _grade_chunk(self, start: int, chunk: list[Pair]) -> tuple[int, BatchResult]:
         return start, await self.grade([s for s, _ in chunk], [i for _, i in chunk])
