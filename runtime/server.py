@@ -8,7 +8,11 @@ GET  /health                                                                    
 ```
 
 Requests and responses are OpenAI's, so the `openai` SDK talks to this server with `base_url=".../v1"`;
-errors are OpenAI's too: `{"error": {"message", "type", "param", "code"}}`. Graders arrive as JSON objects
+errors are OpenAI's too: `{"error": {"message", "type", "param", "code"}}`. No request can make a route
+answer 500 through what it holds: a body nested too deeply to parse is a 400 saying so, every response is
+strict JSON in UTF-8 (lone surrogates replaced, see `gradekit.runtime.jsonl`), and a sample whose grading
+raises is failed with `other_error`. Validation and grading run in worker threads, never on the event
+loop, so `/health` answers while a slow grader runs. Graders arrive as JSON objects
 only: a string is never read as a file path, and `function` graders (which import server-side code) are
 refused. `python` graders run in the environment's Python executor: a sandbox when the runtime's environment
 provides one, in-process (trusted code only) with the bare default `Env`.
@@ -26,16 +30,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
 import re
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio.to_thread
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -44,9 +48,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gradekit.graders import Env, Grader, GraderValidationError, RunResult, arun, arun_batch, validate
+from gradekit.graders import BatchResult, Env, Grader, GraderValidationError, RunResult, validate
 from gradekit.graders.aggregate import Aggregate
 from gradekit.graders.models import GRADER_TYPES
+
+from .engine import grade_rows
+from .jsonl import TOO_DEEP, dumps, model_json, utf8
 
 __all__ = [
     "BATCH_PATH",
@@ -81,6 +88,10 @@ _BAD_JSON = (
     "We could not parse the JSON body of your request. The API expects a JSON payload, "
     "but what was sent was not valid JSON."
 )
+_TOO_DEEP = f"We could not parse the JSON body of your request: {TOO_DEEP}."
+_NOT_UTF8 = "We could not parse the JSON body of your request: it is not valid UTF-8."
+
+T = TypeVar("T")
 
 
 class APIError(Exception):
@@ -103,6 +114,14 @@ class APIError(Exception):
         self.code = code
 
 
+class SafeJSONResponse(JSONResponse):
+    """A JSON response that always renders: strict JSON in UTF-8, surrogates replaced (`jsonl.dumps`)."""
+
+    def render(self, content: Any) -> bytes:
+        """`content` as strict JSON bytes."""
+        return utf8(dumps(content))
+
+
 def error_response(
     status: int,
     message: str,
@@ -114,7 +133,7 @@ def error_response(
 ) -> JSONResponse:
     """An OpenAI-style error response: `{"error": {"message", "type", "param", "code"}}`."""
     body = {"error": {"message": message, "type": type, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
+    return SafeJSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
 # --- requests ---------------------------------------------------------------------------------------------
@@ -146,6 +165,12 @@ class BatchRequest(BaseModel):
     grader: dict[str, Any]
     model_samples: list[Any]
     items: list[dict[str, Any] | None] | None = None
+
+
+class ValidateResponse(BaseModel):
+    """Response of `POST /v1/fine_tuning/alpha/graders/validate`: the grader, normalised."""
+
+    grader: dict[str, Any]
 
 
 class BatchResponse(BaseModel):
@@ -259,7 +284,35 @@ def _grader(obj: dict[str, Any]) -> Grader:
 
 
 def _json(text: str, status: int = 200) -> Response:
-    return Response(text, status_code=status, media_type="application/json")
+    return Response(utf8(text), status_code=status, media_type="application/json")
+
+
+async def _off_loop(fn: Callable[[], T]) -> T:
+    """`fn()` in a worker thread: validation and grading are CPU work that must not stall the event loop."""
+    return await anyio.to_thread.run_sync(fn)
+
+
+def _run_one(obj: dict[str, Any], sample: str, item: dict[str, Any] | None, env: Env | None) -> str:
+    grader = _grader(obj)
+    batch = asyncio.run(grade_rows(grader, [sample], [item], env=env))
+    return model_json(batch[0])
+
+
+def _run_many(
+    obj: dict[str, Any], samples: list[Any], items: list[dict[str, Any] | None] | None, env: Env | None
+) -> str:
+    grader = _grader(obj)
+    if items is not None and len(items) != len(samples):
+        raise APIError(
+            400,
+            f"'items' has {len(items)} entries but 'model_samples' has {len(samples)}; give one item per sample.",
+            param="items",
+        )
+    batch: BatchResult = asyncio.run(grade_rows(grader, samples, items or [None] * len(samples), env=env))
+    aggregate = Aggregate(name=grader.name)
+    aggregate.add_batch(batch)
+    results = ",".join(model_json(r) for r in batch)
+    return f'{{"results":[{results}],"summary":{dumps(aggregate.summary())}}}'
 
 
 # --- error mapping ----------------------------------------------------------------------------------------
@@ -284,6 +337,9 @@ def _validation_message(error: Mapping[str, Any]) -> tuple[str | None, str]:
     param = _request_field(loc)
     if kind == "json_invalid":
         return None, _BAD_JSON
+    if kind == "string_unicode":  # pydantic refuses object keys holding lone surrogates
+        where = f" in '{param}'" if param else ""
+        return param, f"Invalid string {error.get('input')!r}{where}: it holds a lone surrogate, which is not Unicode."
     if param is None:
         if kind == "missing":
             return None, "The request has no body; send a JSON object."
@@ -321,6 +377,11 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     where = f"{request.method} {request.url.path}"
+    # FastAPI answers 400 to any failure reading the body, keeping the reason as the cause: name it.
+    if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+        return error_response(400, _TOO_DEEP, code="json_too_deep")
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        return error_response(400, _NOT_UTF8)
     if exc.status_code == 404:
         message = f"Invalid URL ({where})"
     elif exc.status_code == 405:
@@ -470,31 +531,19 @@ def create_app(
     @app.post(RUN_PATH, responses={200: {"model": RunResult}})
     async def run_grader(body: RunRequest) -> Response:
         """Grade one sample, as OpenAI's `fine_tuning.alpha.graders.run`."""
-        grader = _grader(body.grader)
-        result = await arun(grader, body.model_sample, body.item, env=app.state.env)
-        return _json(result.model_dump_json())
+        env = app.state.env
+        return _json(await _off_loop(lambda: _run_one(body.grader, body.model_sample, body.item, env)))
 
-    @app.post(VALIDATE_PATH)
-    async def validate_grader(body: ValidateRequest) -> dict[str, Any]:
+    @app.post(VALIDATE_PATH, responses={200: {"model": ValidateResponse}})
+    async def validate_grader(body: ValidateRequest) -> Response:
         """Validate a grader, as OpenAI's `fine_tuning.alpha.graders.validate`; answers it normalised."""
-        return {"grader": _grader(body.grader).to_json()}
+        return _json(await _off_loop(lambda: dumps({"grader": _grader(body.grader).to_json()})))
 
     @app.post(BATCH_PATH, responses={200: {"model": BatchResponse}})
     async def run_batch(body: BatchRequest) -> Response:
         """Grade many samples with one grader (the fast path); results in order plus their summary."""
-        grader = _grader(body.grader)
-        if body.items is not None and len(body.items) != len(body.model_samples):
-            raise APIError(
-                400,
-                f"'items' has {len(body.items)} entries but 'model_samples' has {len(body.model_samples)}; "
-                "give one item per sample.",
-                param="items",
-            )
-        batch = await arun_batch(grader, body.model_samples, body.items, env=app.state.env)
-        aggregate = Aggregate(name=grader.name)
-        aggregate.add_batch(batch)
-        results = ",".join(r.model_dump_json() for r in batch)
-        return _json(f'{{"results":[{results}],"summary":{json.dumps(aggregate.summary(), separators=(",", ":"))}}}')
+        env = app.state.env
+        return _json(await _off_loop(lambda: _run_many(body.grader, body.model_samples, body.items, env)))
 
     @app.get("/health")
     async def health() -> dict[str, str]:
