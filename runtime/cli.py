@@ -10,6 +10,14 @@ gradekit serve [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--grader GRADER
 
 GRADER is a `.json`/`.yaml` file, JSON text, or a `module:function` reference (see `load_grader`).
 
+Files `grade` writes: only `--out`, the results JSONL. It is written incrementally, in place (one line per
+graded row, flushed every half second; truncated first unless `--resume`, appended to with it), so an
+interrupted run keeps every row it finished and `--resume` goes on from there. An `--out` that is the
+`--data`, `--samples` or `--grader` file (same path, symlink or hard link) is refused before anything is
+read or written. Nothing a row holds fails the run: a line that is not JSON (or nests too deeply to parse)
+is graded as a `sample_parse_error` naming its file and line, and every output is encoded safely (lone
+surrogates replaced, strict JSON).
+
 Plugins: upper layers add subcommands without this module importing them. Every entry point in the group
 `gradekit.commands` names a callable `register(subparsers) -> None`, given the `argparse` sub-parsers
 action: it calls `subparsers.add_parser(...)`, adds its options, and sets `func` with
@@ -21,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sys
@@ -38,7 +45,20 @@ from pydantic import ValidationError
 from gradekit.graders import Grader, GraderValidationError, GradingError, RunResult, run, validate
 from gradekit.graders.aggregate import Aggregate
 from gradekit.runtime.engine import Engine, Pair, load_backend
-from gradekit.runtime.jsonl import JsonlError, JsonlWriter, Line, count_lines, iter_lines, scan_complete_lines
+from gradekit.runtime.jsonl import (
+    TOO_DEEP,
+    JsonlError,
+    JsonlWriter,
+    Line,
+    clean_text,
+    count_lines,
+    dumps,
+    iter_lines,
+    loads,
+    model_json,
+    scan_complete_lines,
+    write_text,
+)
 from gradekit.runtime.report import print_summary
 
 if TYPE_CHECKING:
@@ -58,17 +78,24 @@ class CLIError(Exception):
 
 def _say(message: str) -> None:
     """A note on stderr that does not tear a progress bar apart."""
+    message = clean_text(message)
     try:
         from tqdm import tqdm
     except ImportError:
-        print(message, file=sys.stderr, flush=True)
+        write_text(sys.stderr, message + "\n")
+        sys.stderr.flush()
     else:
         tqdm.write(message, file=sys.stderr)
 
 
+def _out(text: str) -> None:
+    """Print `text` on stdout, safely encoded."""
+    write_text(sys.stdout, text + "\n")
+
+
 def _object(text: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
+        value = loads(text)
     except ValueError as e:
         raise CLIError(f"{what} is not valid JSON: {e}") from None
     if not isinstance(value, dict):
@@ -80,14 +107,14 @@ def _object(text: str, what: str) -> dict[str, Any]:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    print(json.dumps(validate(args.grader).to_json(), indent=2, ensure_ascii=False))
+    _out(dumps(validate(args.grader).to_json(), indent=2))
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     grader = validate(args.grader)
     item = _object(args.item, "--item") if args.item is not None else None
-    print(run(grader, args.sample, item).model_dump_json(indent=2))
+    _out(model_json(run(grader, args.sample, item), indent=2))
     return 0
 
 
@@ -292,18 +319,40 @@ async def _drain(
 ) -> None:
     async for graded in engine.astream(pairs):
         # The engine keeps input order, so results pair up with the rows the source handed out, first in first out.
-        writer.write_line(f'{{"row":{rows.popleft()},{graded.result.model_dump_json()[1:]}')
+        writer.write_line(f'{{"row":{rows.popleft()},{model_json(graded.result)[1:]}')
         bar.update(1)
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """True when `a` and `b` name one file (same resolved path, or same device and inode)."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        return os.path.samefile(a, b)
+    except (OSError, RuntimeError):  # a missing file, or a symlink loop
+        return False
+
+
+def _refuse_overwriting_inputs(out: Path, inputs: dict[str, Path | None]) -> None:
+    """A `CLIError` when `--out` is one of the inputs: opening it for writing would truncate it before reading."""
+    for option, path in inputs.items():
+        if path is not None and _same_file(out, path):
+            raise CLIError(
+                f"--out {out} is the same file as {option} {path}: writing results there would destroy it; "
+                "choose another --out"
+            )
+
+
 def _cmd_grade(args: argparse.Namespace) -> int:
-    grader = validate(args.grader)
     if (args.samples is None) == (args.sample_from is None):
         raise CLIError("give exactly one of --samples and --sample-from")
     if args.sample_from is not None and not args.model:
         raise CLIError("--sample-from needs --model")
     data, out = Path(args.data), Path(args.out)
     samples = Path(args.samples) if args.samples is not None else None
+    grader_file = Path(args.grader) if os.path.isfile(args.grader) else None
+    _refuse_overwriting_inputs(out, {"--data": data, "--samples": samples, "--grader": grader_file})
+    grader = validate(args.grader)
     for path in (data, samples):
         if path is not None and not path.exists():
             raise CLIError(f"{path}: no such file")
@@ -443,6 +492,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Longest error message printed whole; longer ones (e.g. an OSError quoting JSON text taken for a path) are cut.
+_MAX_ERROR_CHARS = 1000
+
+
+def _shortened(message: str) -> str:
+    if len(message) <= _MAX_ERROR_CHARS:
+        return message
+    return f"{message[:_MAX_ERROR_CHARS]}... ({len(message) - _MAX_ERROR_CHARS} more characters)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `gradekit` command line; returns the exit status."""
     parser = build_parser()
@@ -457,15 +516,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args) or 0)
     except GraderValidationError as e:
-        print(f"gradekit: invalid grader ({len(e.problems)} problem(s)):", file=sys.stderr)
-        for problem in e.problems:
-            print(f"  - {problem}", file=sys.stderr)
+        problems = "".join(f"  - {problem}\n" for problem in e.problems)
+        write_text(sys.stderr, f"gradekit: invalid grader ({len(e.problems)} problem(s)):\n{problems}")
         return 1
     except (CLIError, JsonlError, OSError) as e:
-        print(f"gradekit: error: {e}", file=sys.stderr)
+        write_text(sys.stderr, f"gradekit: error: {_shortened(str(e))}\n")
+        return 1
+    except RecursionError:  # e.g. a grader given as JSON text nested deeper than Python's parser allows
+        write_text(sys.stderr, f"gradekit: error: RecursionError: is an input nested too deeply? {TOO_DEEP}\n")
         return 1
     except KeyboardInterrupt:
-        print("gradekit: interrupted", file=sys.stderr)
+        write_text(sys.stderr, "gradekit: interrupted\n")
         return 130
 
 
