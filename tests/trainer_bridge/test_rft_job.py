@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -152,6 +153,42 @@ def test_cancel_stops_without_a_final_model(task: Task, tmp_path: Path) -> None:
     assert max(d["step"] for d in metrics(job.events)) == 2
     with pytest.raises(JobError, match="cancelled"):
         RFTJob.resume(job.dir)
+
+
+def test_a_resume_from_an_earlier_snapshot_drops_what_was_written_after_it(task: Task, tmp_path: Path) -> None:
+    saved = tmp_path / "snapshots-at-step-2"
+    holder: dict[str, RFTJob] = {}
+
+    def copy_snapshot_then_die(event: dict[str, Any]) -> None:
+        if event["type"] != "metrics":
+            return
+        if event["data"]["step"] == 3:  # validation step 2's snapshot is the one in force
+            shutil.copytree(holder["job"].dir / "snapshots", saved)
+        if event["data"]["step"] == 7:  # after the checkpoints of steps 4 and 6
+            raise RuntimeError("worker lost")
+
+    job = make_job(task, tmp_path / "job", listener=copy_snapshot_then_die)
+    holder["job"] = job
+    with pytest.raises(JobError, match="worker lost"):
+        job.run()
+    assert {4, 6} <= {c.step_number for c in job.checkpoints}
+    step_2 = next(d for d in metrics(job.events) if d["step"] == 2)
+    # What a run killed after those checkpoints, before the snapshot after them was in force, leaves behind.
+    shutil.rmtree(job.dir / "snapshots")
+    shutil.copytree(saved, job.dir / "snapshots")
+
+    def pause_at_once(event: dict[str, Any]) -> None:
+        if event["type"] == "metrics":
+            holder["job"].pause()
+
+    # Paused after one replayed step, so the replay rewrites none of the later checkpoints or eval runs.
+    resumed = RFTJob.resume(job.dir, progress=False, listener=pause_at_once)
+    holder["job"] = resumed
+    assert resumed.run()["status"] == "paused"
+    assert [c.step_number for c in resumed.checkpoints] == [2]
+    assert resumed.checkpoints[0].metrics["valid_reward_mean"] == step_2["valid_reward_mean"]
+    assert sorted(p.name for p in (job.dir / "evals").iterdir()) == ["step-000000.jsonl", "step-000002.jsonl"]
+    assert [d["step"] for d in metrics(resumed.events)] == [0, 1, 2, 3]
 
 
 CHILD = """
