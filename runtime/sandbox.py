@@ -86,6 +86,7 @@ import collections
 import concurrent.futures
 import contextlib
 import functools
+import glob
 import hashlib
 import importlib.util
 import inspect
@@ -145,11 +146,12 @@ def available_packages() -> dict[str, bool]:
 
 
 def _worker_main() -> None:
-    """A worker process: lock itself down, then grade requests from the parent until its pipe closes."""
+    """A worker process: lock itself down, then grade one grader's requests until its pipe closes."""
     import json
     import linecache
     import os
     import resource
+    import shutil
     import struct
     import sys
     import traceback
@@ -164,25 +166,26 @@ def _worker_main() -> None:
     for entry in config["path"]:
         if entry not in sys.path:
             sys.path.append(entry)
-    isolation = _worker_isolate(config)
+    isolation, outer_pid, scratch = _worker_isolate(config, (proto_in, proto_out))
     touched: set[str] = set()
-    verify, repair = _worker_guard(touched)
-    max_output, max_detail, pid = config["max_output"], config["max_detail"], os.getpid()
+    repair = _worker_guard(touched)
+    max_output, max_detail = config["max_output"], config["max_detail"]
 
     # What runs between user code and `repair` is bound here, out of reach of changes to builtins or modules.
     header = struct.Struct(">I")
     encode = json.JSONEncoder(separators=(",", ":")).encode
     decode = json.JSONDecoder().decode
-    read, write, exit_now = os.read, os.write, os._exit
+    read, write, exit_now, scandir, unlink, rmtree = os.read, os.write, os._exit, os.scandir, os.unlink, shutil.rmtree
+    listdir, tasks = os.listdir, "/proc/self/task"
     rusage, rusage_self = resource.getrusage, resource.RUSAGE_SELF
     format_exception, lines = traceback.format_exception, linecache.cache
     new_module, modules, coroutine = types.ModuleType, sys.modules, types.CoroutineType
     instance_of, encode_value, to_str, length = isinstance, _worker_encode, str, len
     memory_error, any_exception = MemoryError, BaseException
     stdout, stderr = sys.stdout, sys.stderr
-    graders: dict[str, tuple[Any, ...]] = {}
     inbuf = bytearray()
-    loads, current, broken = 0, None, False
+    grader: tuple[Any, ...] | None = None
+    broken = False
 
     def cpu() -> float:
         usage = rusage(rusage_self)
@@ -191,13 +194,32 @@ def _worker_main() -> None:
     def vm_peak() -> int:
         # Peak address space in bytes, sent with a crash: the parent cannot read it once this process exits.
         try:
-            with open(f"/proc/{pid}/status", "rb") as status:
+            with open("/proc/self/status", "rb") as status:
                 for line in status:
                     if line.startswith(b"VmPeak:"):
                         return int(line.split()[1]) * 1024
         except any_exception:
             pass
         return 0
+
+    def threads_left() -> bool:
+        # A thread user code left running could read the next request or race the clean-up: retire instead.
+        try:
+            return length(listdir(tasks)) > 1
+        except any_exception:
+            return False
+
+    def empty_scratch() -> None:
+        # Nothing one call writes is seen by the next, even of the same grader.
+        for directory in scratch:
+            try:
+                for entry in scandir(directory):
+                    if entry.is_dir(follow_symlinks=False):
+                        rmtree(entry.path, ignore_errors=True)
+                    else:
+                        unlink(entry.path)
+            except OSError:
+                pass
 
     def send(message: dict[str, Any] | str) -> None:
         data = (message if instance_of(message, str) else encode(message)).encode("ascii")
@@ -250,9 +272,7 @@ def _worker_main() -> None:
         return text if length(text) <= max_detail else "..." + text[-(max_detail - 3) :]
 
     def load(source: str, name: str) -> tuple[Any, ...]:
-        nonlocal loads
-        loads += 1
-        module = new_module(f"gradekit_python_grader_{loads}")
+        module = new_module("gradekit_python_grader")
         filename = f"<python grader {name}>"
         lines[filename] = (length(source), None, source.splitlines(True), filename)
         modules[module.__name__] = module
@@ -270,28 +290,18 @@ def _worker_main() -> None:
         return "ok", grade
 
     def handle(body: bytes) -> tuple[str, bool]:
-        nonlocal current, broken
+        nonlocal grader, broken
         broken = False
-        key = body[:64]  # the source's SHA-256, ahead of the JSON: known before anything user code can break runs
-        if key != current:
-            # Another grader must find the interpreter as a fresh worker would: if not, it gets a fresh one.
-            if current is not None and verify():
-                return encode({"t": "replace"}), True
-            current = key
-        request = decode(body[64:].decode("ascii"))
-        entry = graders.get(key)
-        if entry is None and "src" in request:
-            entry = graders[key] = load(request["src"], request.get("n", "grader"))
-            if length(graders) > 64:
-                graders.pop(next(iter(graders)))
-        if entry is not None and "src" in request and entry[0] == "ok":
-            send({"t": "loaded"})
-        if entry is None:
-            reply: dict[str, Any] = {"t": "need_source"}
-        elif entry[0] == "error":
-            reply = {"t": "error", "msg": entry[1], "tb": entry[2]}
+        rid = body[:32].decode("ascii")  # the request's id: every frame of the reply carries it
+        request = decode(body[32:].decode("ascii"))
+        if grader is None:  # the first request brings the source; this worker serves no other grader
+            grader = load(request["src"], request.get("n", "grader"))
+            if grader[0] == "ok":
+                send({"t": "loaded", "id": rid})
+        if grader[0] == "error":
+            reply: dict[str, Any] = {"t": "error", "msg": grader[1], "tb": grader[2]}
         else:
-            ok, result = run_user(entry[1], request["s"], request["i"])
+            ok, result = run_user(grader[1], request["s"], request["i"])
             if ok:
                 reply = {"t": "ok", **encode_value(result)}
             else:
@@ -302,28 +312,31 @@ def _worker_main() -> None:
                 stream.flush()
             except any_exception:  # its fd was closed or replaced: the worker's output is broken
                 broken = True
-        reply["cpu"] = cpu()
+        broken = threads_left() or broken
+        empty_scratch()
+        reply["cpu"], reply["id"] = cpu(), rid
         if broken:
             reply["retire"] = True
         data = encode(reply)
         if length(data) > max_output:
-            data = encode({"t": "limit", "type": "output_limit", "cpu": reply["cpu"], "retire": broken})
+            data = encode({"t": "limit", "type": "output_limit", "cpu": reply["cpu"], "id": rid, "retire": broken})
         return data, broken
 
-    send({"t": "ready", "pid": pid, "cpu": cpu(), "isolation": isolation})
-    sys.addaudithook(_worker_audit_hook(pid, touched))
+    send({"t": "ready", "pid": outer_pid, "cpu": cpu(), "isolation": isolation})
+    sys.addaudithook(_worker_audit_hook(os.getpid(), touched))
     while True:
         body = receive()
         if body is None:
             exit_now(0)
         reply: dict[str, Any] | str | None = None
+        rid = body[:32].decode("ascii", "replace")
         try:
             reply, retire = handle(body)
         except memory_error:
             retire = True  # the reply is built below, once the exception has let go of the memory
         except any_exception as exc:  # a worker bug, or state broken beyond what `repair` fixes
-            reply, retire = {"t": "crash", "msg": describe(exc), "peak": vm_peak()}, True
-        send(reply if reply is not None else {"t": "limit", "type": "memory_limit"})
+            reply, retire = {"t": "crash", "msg": describe(exc), "peak": vm_peak(), "id": rid}, True
+        send(reply if reply is not None else {"t": "limit", "type": "memory_limit", "id": rid})
         if retire:
             exit_now(0)
 
@@ -351,14 +364,19 @@ def _worker_encode(value: Any) -> dict[str, Any]:
     return {"f": [kind.__name__, text[:200]]}
 
 
-def _worker_isolate(config: dict[str, Any]) -> dict[str, bool]:
-    """Apply rlimits and the Linux kernel's isolation; what the platform refuses is skipped and reported False."""
+def _worker_isolate(config: dict[str, Any], private_fds: tuple[int, ...]) -> tuple[dict[str, bool], int, list[str]]:
+    """Apply rlimits and the kernel's isolation: (what is active, this process's pid outside, scratch dirs).
+
+    With namespaces, only a grandchild of this process returns, in a new PID namespace; this process and
+    its child wait and end as it ended. What the kernel refuses is skipped and reported False.
+    """
     import os
     import resource
     import signal
     import sys
 
-    done = {"network_namespace": False, "capabilities_dropped": False, "seccomp": False}
+    keys = ("user_namespace", "pid_namespace", "mount_namespace", "network_namespace", "readonly_filesystem")
+    done = dict.fromkeys((*keys, "private_tmp", "bounded_tmp", "capabilities_dropped", "seccomp"), False)
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     memory = config["memory"] if hard == resource.RLIM_INFINITY else min(config["memory"], hard)
     if os.path.exists("/proc/self/statm"):
@@ -368,20 +386,127 @@ def _worker_isolate(config: dict[str, Any]) -> dict[str, bool]:
             sys.exit(f"memory_bytes={memory} leaves no room: the worker alone takes {size} bytes")
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (config["tmp_bytes"], config["tmp_bytes"]))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails with EFBIG instead of ending the worker
+    tmpdir = os.environ.get("TMPDIR", os.getcwd())
     if not sys.platform.startswith("linux"):
-        return done
+        return done, os.getpid(), [tmpdir]
 
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
     prctl = libc.prctl
     prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    libc.unshare.argtypes = [ctypes.c_int]
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
     prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the parent's driving thread
     if os.getppid() != config["parent"]:
         os._exit(0)
-    libc.unshare.argtypes = [ctypes.c_int]
-    done["network_namespace"] = libc.unshare(0x40000000) == 0  # CLONE_NEWNET: no interface is up
-    prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: other processes (other workers too) cannot read our memory
+
+    # Namespaces: mount, PID, network, IPC, UTS; as root with CAP_SYS_ADMIN directly, else in a new user
+    # namespace, mapping our own uid when the kernel lets us (root without CAP_SETFCAP leaves it unmapped).
+    namespaces = 0x00020000 | 0x20000000 | 0x40000000 | 0x08000000 | 0x04000000
+    uid, gid, mapped = os.getuid(), os.getgid(), True
+    entered = libc.unshare(namespaces) == 0
+    if not entered and libc.unshare(namespaces | 0x10000000) == 0:  # CLONE_NEWUSER
+        entered = done["user_namespace"] = True
+
+        def write(path: str, text: str) -> bool:
+            try:
+                with open(path, "w") as f:
+                    f.write(text)
+                return True
+            except OSError:
+                return False
+
+        write("/proc/self/setgroups", "deny")
+        write("/proc/self/gid_map", f"{gid} {gid} 1")
+        mapped = write("/proc/self/uid_map", f"{uid} {uid} 1")
+    if not entered:
+        return done, os.getpid(), [tmpdir]
+
+    # Three processes: this one waits outside the namespaces; its child, PID 1 inside, waits too (the
+    # kernel shields a namespace's PID 1 from signals it has no handler for, SIGXCPU and SIGSEGV among
+    # them); the grandchild runs user code. Each waiter holds no pipe of the protocol, so when the pool
+    # closes its ends the grandchild exits and the others follow; each waiter ends as the grandchild did.
+    status_read, status_write = os.pipe()
+
+    def wait_for(child: int, report: bool) -> None:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (*private_fds, status_write if not report else status_read):
+            os.close(fd)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        _, status = os.waitpid(child, 0)
+        if report:  # PID 1 cannot end by a signal it sends itself: it tells the outer waiter instead
+            os.write(status_write, status.to_bytes(4, "big"))
+            os._exit(0)
+        told = os.read(status_read, 4)
+        status = int.from_bytes(told, "big") if len(told) == 4 else status
+        if os.WIFSIGNALED(status):
+            signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+            os.kill(os.getpid(), os.WTERMSIG(status))
+        os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
+
+    child = os.fork()
+    if child:
+        wait_for(child, report=False)
+    prctl(1, signal.SIGKILL, 0, 0, 0)  # die with the outer waiter, which the pool kills if it must
+    child = os.fork()
+    if child:
+        wait_for(child, report=True)
+    prctl(1, signal.SIGKILL, 0, 0, 0)
+    os.close(status_read)
+    os.close(status_write)
+    outer = os.getpid()
+    with open("/proc/self/status") as status:  # the server's /proc, still: our pid as the pool knows it
+        for line in status:
+            if line.startswith("NSpid:"):
+                outer = int(line.split()[1])
+    done["pid_namespace"] = done["mount_namespace"] = done["network_namespace"] = True
+
+    class MountAttr(ctypes.Structure):
+        _fields_ = [
+            ("set", ctypes.c_uint64),
+            ("clear", ctypes.c_uint64),
+            ("propagation", ctypes.c_uint64),
+            ("ns", ctypes.c_uint64),
+        ]
+
+    def set_mount(path: str, set_: int, clear: int, recursive: bool, propagation: int = 0) -> bool:
+        attr = MountAttr(set_, clear, propagation, 0)
+        flags = 0x8000 if recursive else 0  # AT_RECURSIVE
+        return libc.syscall(442, -100, path.encode(), flags, ctypes.byref(attr), ctypes.sizeof(attr)) == 0
+
+    def mount(source: str, target: str, kind: str | None, flags: int, data: str | None) -> bool:
+        encoded = data.encode() if data else None
+        return libc.mount(source.encode(), target.encode(), kind.encode() if kind else None, flags, encoded) == 0
+
+    nosuid, nodev, noexec, bind = 2, 4, 8, 4096
+    set_mount("/", 0, 0, True, 1 << 18)  # MS_PRIVATE: nothing mounted here reaches the server's view
+    root, scratch = config["tmp_root"], []
+    if mapped:  # a private, sized tmpfs over the temp root (and /dev/shm): other graders' files are not there
+        options = f"size={config['tmp_bytes']},mode=0700"
+        scratch = [
+            d for d in (root, "/dev/shm") if os.path.isdir(d) and mount("tmpfs", d, "tmpfs", nosuid | nodev, options)
+        ]
+    elif mount(tmpdir, root, None, bind, None):  # unmapped, a tmpfs is not writable: our own directory instead
+        scratch = [root]
+    if not mount("proc", "/proc", "proc", nosuid | nodev | noexec, None):
+        mount("tmpfs", "/proc", "tmpfs", 1 | nosuid | nodev | noexec, "size=4096")  # hide the server's /proc
+    done["readonly_filesystem"] = set_mount("/", 1 | nosuid, 0, True)  # MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID
+    done["private_tmp"] = bool(scratch) and all(set_mount(d, 0, 1, False) for d in scratch)
+    done["bounded_tmp"] = done["private_tmp"] and mapped
+    if not done["private_tmp"]:
+        scratch = [tmpdir]
+    os.environ["TMPDIR"] = os.environ["HOME"] = scratch[0]
+    os.chdir(scratch[0])
+
+    for capability in range(64):  # the bounding set first, then every capability this process has
+        prctl(24, capability, 0, 0, 0)  # PR_CAPBSET_DROP
+    prctl(47, 4, 0, 0, 0)  # PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL
+    prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: other processes cannot read our memory
 
     class CapHeader(ctypes.Structure):
         _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
@@ -398,15 +523,17 @@ def _worker_isolate(config: dict[str, Any]) -> dict[str, bool]:
         code = ctypes.create_string_buffer(program, len(program))
         fprog = FilterProgram(len(program) // 8, ctypes.cast(code, ctypes.c_void_p))
         done["seccomp"] = prctl(22, 2, ctypes.addressof(fprog), 0, 0) == 0  # PR_SET_SECCOMP, MODE_FILTER
-    return done
+    return done, outer, scratch
 
 
 def _worker_seccomp_program(machine: str, pid: int) -> bytes | None:
-    """A seccomp-BPF filter for this worker: no new processes, exec, limit changes, or signals to others."""
+    """A seccomp-BPF filter: no processes, exec, namespaces, mounts, sockets, tracing, limit changes, or
+    signals and async-I/O ownership aimed at another process."""
     import errno
     import struct
 
-    common = {
+    # name: (x86_64 number, aarch64 number), from the kernel's unistd headers
+    numbers = {
         "execve": (59, 221),
         "execveat": (322, 281),
         "setrlimit": (160, 164),
@@ -416,21 +543,51 @@ def _worker_seccomp_program(machine: str, pid: int) -> bytes | None:
         "umount2": (166, 39),
         "chroot": (161, 51),
         "pivot_root": (155, 41),
+        "open_tree": (428, 428),
+        "move_mount": (429, 429),
+        "fsopen": (430, 430),
+        "fsconfig": (431, 431),
+        "fsmount": (432, 432),
+        "fspick": (433, 433),
+        "mount_setattr": (442, 442),
+        "name_to_handle_at": (303, 264),
+        "open_by_handle_at": (304, 265),
         "ptrace": (101, 117),
         "process_vm_readv": (310, 270),
         "process_vm_writev": (311, 271),
+        "process_madvise": (440, 440),
+        "process_mrelease": (448, 448),
+        "kcmp": (312, 272),
+        "pidfd_open": (434, 434),
+        "pidfd_getfd": (438, 438),
+        "pidfd_send_signal": (424, 424),
+        "tkill": (200, 130),
+        "rt_sigqueueinfo": (129, 138),
+        "rt_tgsigqueueinfo": (297, 240),
         "bpf": (321, 280),
         "perf_event_open": (298, 241),
         "io_uring_setup": (425, 425),
-        "tkill": (200, 130),
-        "pidfd_send_signal": (424, 424),
-    }
-    special = {
+        "userfaultfd": (323, 282),
+        "keyctl": (250, 219),
+        "add_key": (248, 217),
+        "request_key": (249, 218),
+        "socket": (41, 198),  # socketpair() stays: asyncio's event loop needs it
+        "connect": (42, 203),
+        "bind": (49, 200),
+        "listen": (50, 201),
+        "accept": (43, 202),
+        "accept4": (288, 242),
+        "sendmsg": (46, 211),
+        "sendmmsg": (307, 269),
+        # checked below, by their arguments
         "clone": (56, 220),
         "clone3": (435, 435),
         "prlimit64": (302, 261),
         "kill": (62, 129),
         "tgkill": (234, 131),
+        "fcntl": (72, 25),
+        "ioctl": (16, 29),
+        "sendto": (44, 206),
     }
     if machine == "x86_64":
         arch, column, refused = 0xC000003E, 0, [57, 58]  # fork, vfork
@@ -438,56 +595,56 @@ def _worker_seccomp_program(machine: str, pid: int) -> bytes | None:
         arch, column, refused = 0xC00000B7, 1, []
     else:
         return None
-    refused += [numbers[column] for numbers in common.values()]
-    nr = {name: numbers[column] for name, numbers in special.items()}
+    nr = {name: pair[column] for name, pair in numbers.items()}
+    checked = ("clone", "clone3", "prlimit64", "kill", "tgkill", "fcntl", "ioctl", "sendto")
+    refused += [number for name, number in nr.items() if name not in checked]
     ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ/JGE/JSET|K, BPF_RET|K
-    allow, kill_process = 0x7FFF0000, 0x80000000
+    allow, kill_process = 0x7FFF0000, 0x80000000  # SECCOMP_RET_ALLOW, SECCOMP_RET_KILL_PROCESS
     eperm, enosys = 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS  # SECCOMP_RET_ERRNO
-    arg0, arg2_low, arg2_high = 16, 32, 36  # offsets in struct seccomp_data (little-endian 64-bit args)
+
+    def arg(index: int, high: bool = False) -> int:  # offset in struct seccomp_data (little-endian 64-bit args)
+        return 16 + 8 * index + (4 if high else 0)
+
     # (code, jump if true, jump if false, k): a jump is 0 (next instruction) or a label.
-    program: list[tuple[int, int | str, int | str, int]] = [
-        (ld, 0, 0, 4),
-        (jeq, 0, "kill", arch),
-        (ld, 0, 0, 0),
-    ]
+    program: list[tuple[int, int | str, int | str, int]] = [(ld, 0, 0, 4), (jeq, 0, "die", arch), (ld, 0, 0, 0)]
     if machine == "x86_64":
         program.append((jge, "eperm", 0, 0x40000000))  # the x32 ABI
     program += [(jeq, "eperm", 0, number) for number in refused]
-    program += [
-        (jeq, "enosys", 0, nr["clone3"]),  # glibc then falls back to clone(), whose flags can be checked
-        (jeq, "clone", 0, nr["clone"]),
-        (jeq, "prlimit", 0, nr["prlimit64"]),
-        (jeq, "kill_syscall", 0, nr["kill"]),
-        (jeq, "tgkill", 0, nr["tgkill"]),
-        (ret, 0, 0, allow),
-    ]
+    program.append((jeq, "enosys", 0, nr["clone3"]))  # glibc then falls back to clone(), whose flags can be checked
+    program += [(jeq, name, 0, nr[name]) for name in checked if name != "clone3"]
+    program.append((ret, 0, 0, allow))
     labels: dict[str, int] = {}
 
-    def label(name: str) -> None:
+    def block(name: str, *instructions: tuple[int, int | str, int | str, int]) -> None:
+        assert name not in labels, name
         labels[name] = len(program)
+        program.extend(instructions)
 
-    label("clone")
-    program += [(ld, 0, 0, arg0), (jset, "allow", "eperm", 0x00010000)]  # CLONE_THREAD: a thread, not a process
-    label("prlimit")
-    program += [(ld, 0, 0, arg2_low), (jeq, 0, "eperm", 0), (ld, 0, 0, arg2_high), (jeq, "allow", "eperm", 0)]
-    label("kill_syscall")
-    own_group = -pid & 0xFFFFFFFF
-    program += [(ld, 0, 0, arg0), (jeq, "allow", 0, pid), (jeq, "allow", 0, 0), (jeq, "allow", "eperm", own_group)]
-    label("tgkill")
-    program += [(ld, 0, 0, arg0), (jeq, "allow", "eperm", pid)]
-    for name, value in (("allow", allow), ("eperm", eperm), ("enosys", enosys), ("kill", kill_process)):
-        label(name)
-        program.append((ret, 0, 0, value))
+    def one_of(values: tuple[int, ...], match: str, other: str) -> list[tuple[int, int | str, int | str, int]]:
+        last = len(values) - 1
+        return [(jeq, match, other if i == last else 0, v & 0xFFFFFFFF) for i, v in enumerate(values)]
+
+    block("clone", (ld, 0, 0, arg(0)), (jset, "allow", "eperm", 0x00010000))  # CLONE_THREAD: a thread only
+    zero = ((jeq, 0, "eperm", 0),)
+    block("prlimit64", (ld, 0, 0, arg(2)), *zero, (ld, 0, 0, arg(2, True)), (jeq, "allow", "eperm", 0))  # no new limit
+    block("sendto", (ld, 0, 0, arg(4)), *zero, (ld, 0, 0, arg(4, True)), (jeq, "allow", "eperm", 0))  # no address
+    block("kill", (ld, 0, 0, arg(0)), *one_of((pid, 0, -pid), "allow", "eperm"))
+    block("tgkill", (ld, 0, 0, arg(0)), *one_of((pid,), "allow", "eperm"))
+    # F_SETOWN, F_SETSIG, F_SETOWN_EX; FIOSETOWN, SIOCSPGRP, TIOCSTI: signals or input sent elsewhere
+    block("fcntl", (ld, 0, 0, arg(1)), *one_of((8, 10, 15), "eperm", "allow"))
+    block("ioctl", (ld, 0, 0, arg(1)), *one_of((0x8901, 0x8902, 0x5412), "eperm", "allow"))
+    for name, value in (("allow", allow), ("eperm", eperm), ("enosys", enosys), ("die", kill_process)):
+        block(name, (ret, 0, 0, value))
     out = bytearray()
     for i, (code, true, false, k) in enumerate(program):
         jt = labels[true] - i - 1 if isinstance(true, str) else true
         jf = labels[false] - i - 1 if isinstance(false, str) else false
-        out += struct.pack("=HBBI", code, jt, jf, k)
+        out += struct.pack("=HBBI", code, jt, jf, k)  # struct.error past a 255-instruction jump: caught in tests
     return bytes(out)
 
 
 def _worker_audit_hook(pid: int, touched: set[str]) -> Callable[[str, tuple[Any, ...]], None]:
-    """An audit hook that refuses new processes, network access, rlimit changes and other processes' /proc."""
+    """An audit hook against honest mistakes: new processes, network access, rlimits, other processes' /proc."""
     import os
 
     realpath, fsdecode, own = os.path.realpath, os.fsdecode, str(pid)
@@ -505,7 +662,7 @@ def _worker_audit_hook(pid: int, touched: set[str]) -> Callable[[str, tuple[Any,
         raise PermissionError(f"{event} is not allowed in the grader sandbox")
 
     def new_socket(event: str, args: tuple[Any, ...]) -> None:
-        if args[1] != 1:  # AF_UNIX only: socketpair() for asyncio's event loop; connect/bind are refused anyway
+        if args[1] != 1:  # AF_UNIX only: socketpair() for asyncio's event loop
             deny(event, args)
 
     def send_message(event: str, args: tuple[Any, ...]) -> None:
@@ -578,82 +735,21 @@ def _worker_audit_hook(pid: int, touched: set[str]) -> Callable[[str, tuple[Any,
     return hook
 
 
-def _worker_guard(touched: set[str]) -> tuple[Callable[[], bool], Callable[[], bool]]:
-    """Snapshot interpreter state user code may break: `verify` (True if it changed) and `repair` (per call)."""
-    import _signal
+def _worker_guard(touched: set[str]) -> Callable[[], bool]:
+    """`repair`, run after each call: put back what the worker's own code needs; True if it cannot go on."""
     import builtins
     import gc
-    import itertools
-    import operator
     import os
     import sys
 
-    # Identity, not equality: a replacement object's __eq__ could lie.
-    every, mapper, same_object, islice, size, to_dict = all, map, operator.is_, itertools.islice, len, dict
-
-    def same(a: Any, b: Any) -> bool:
-        return every(mapper(same_object, a, b))
-
     names = builtins.__dict__
     saved_names = dict(names)
-    name_values = tuple(names.values())
-    modules = sys.modules
-    saved_modules = dict(modules)
-    module_values = tuple(modules.values())
     stdio, recursion = (sys.stdin, sys.stdout, sys.stderr), sys.getrecursionlimit()
     environ, saved_environ, cwd, getcwd, chdir = os.environ, dict(os.environ), os.getcwd(), os.getcwd, os.chdir
-    signals = ("SIGTERM", "SIGINT", "SIGHUP", "SIGPIPE", "SIGXCPU", "SIGXFSZ", "SIGALRM", "SIGVTALRM", "SIGPROF")
-    signals += ("SIGCHLD", "SIGUSR1", "SIGUSR2", "SIGSEGV", "SIGBUS", "SIGABRT", "SIGFPE", "SIGILL")
-    watched = [getattr(_signal, name) for name in signals if hasattr(_signal, name)]
-    getsignal = _signal.getsignal  # the C function: signal.getsignal builds enum members, 5x slower
-    handlers = [getsignal(number) for number in watched]
-    timers = [
-        getattr(_signal, name) for name in ("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF") if hasattr(_signal, name)
-    ]
-    getitimer, setitimer = _signal.getitimer, _signal.setitimer
-    sigmask, block, set_mask = _signal.pthread_sigmask, _signal.SIG_BLOCK, _signal.SIG_SETMASK
-    mask = sigmask(block, ())
-
-    def verify() -> bool:
-        """Before another grader runs: True if builtins, modules, signal handling or tracing were changed."""
-        nonlocal saved_modules, module_values
-        changed = False
-        if size(names) != size(name_values) or not same(names.values(), name_values):
-            names.clear()
-            names.update(saved_names)
-            changed = True
-        if size(modules) < size(module_values) or not same(
-            islice(modules.values(), size(module_values)), module_values
-        ):
-            modules.update(saved_modules)
-            changed = True
-        elif size(modules) > size(module_values):  # new imports: they are part of the state from now on
-            saved_modules = to_dict(modules)
-            module_values = tuple(saved_modules.values())
-        if sys.modules is not modules:
-            sys.modules = modules
-            changed = True
-        if not same(mapper(getsignal, watched), handlers):
-            changed = True
-        for timer in timers:
-            if getitimer(timer) != (0.0, 0.0):
-                setitimer(timer, 0)
-                changed = True
-        if sigmask(block, ()) != mask:
-            sigmask(set_mask, mask)
-            changed = True
-        if sys.gettrace() is not None or sys.getprofile() is not None:
-            sys.settrace(None)
-            sys.setprofile(None)
-            changed = True
-        return changed
 
     def repair() -> bool:
-        """After each call: put back builtins (the worker needs them), stdio, recursion limit, environment, cwd.
-
-        True if the worker cannot go on.
-        """
-        if names != saved_names:  # quick; only a replacement whose __eq__ lies gets through, until `verify`
+        """Builtins, stdio, the recursion limit, the environment and the working directory as they were."""
+        if names != saved_names:
             names.clear()
             names.update(saved_names)
         sys.stdin, sys.stdout, sys.stderr = stdio
@@ -673,7 +769,7 @@ def _worker_guard(touched: set[str]) -> tuple[Callable[[], bool], Callable[[], b
             broken = True
         return broken
 
-    return verify, repair
+    return repair
 
 
 # --------------------------------------------------------------------------------------------- parent side
@@ -697,6 +793,8 @@ _FRAME_SLACK = 64 * 1024
 #: Characters of captured output put in front of a runtime error's traceback.
 _OUTPUT_IN_DETAIL = 2000
 _BAD_SOURCES_KEPT = 256
+#: Workers' temp directories are named `<prefix><pool's pid>-...`, so a later pool can remove a dead one's.
+_TMP_PREFIX = "gradekit-sandbox-"
 
 
 @functools.cache
@@ -706,6 +804,26 @@ def _worker_program() -> str:
     except (OSError, TypeError):  # no source shipped (a frozen build): import the module instead
         return "from gradekit.runtime.sandbox import _worker_main\n_worker_main()\n"
     return "from __future__ import annotations\n\n" + "\n\n".join(parts) + "\n_worker_main()\n"
+
+
+def _temp_root() -> str:
+    """The directory a worker sees as its private temp directory: the system one (unless that is `/`)."""
+    root = tempfile.gettempdir()
+    return root if os.path.realpath(root) != "/" else tempfile.mkdtemp(prefix=_TMP_PREFIX)
+
+
+def _remove_stale_tmpdirs() -> None:
+    """Delete the temp directories of workers whose pool process is gone (killed before it could clean up)."""
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{_TMP_PREFIX}*-*")):
+        owner = os.path.basename(path)[len(_TMP_PREFIX) :].split("-", 1)[0]
+        if not owner.isdigit() or int(owner) == os.getpid():
+            continue
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            pass  # alive, someone else's
 
 
 def _import_path() -> list[str]:
@@ -789,7 +907,7 @@ class _Worker:
 
     def __init__(self, options: _Options) -> None:
         self.options = options
-        self.tmpdir = tempfile.mkdtemp(prefix="gradekit-sandbox-")
+        self.tmpdir = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-")
         env = {**options.env, "HOME": self.tmpdir, "TMPDIR": self.tmpdir}
         try:
             self.proc = subprocess.Popen(
@@ -807,11 +925,13 @@ class _Worker:
             raise
         assert self.proc.stdin and self.proc.stdout and self.proc.stderr
         self.pid = self.proc.pid
+        self.grading_pid = self.pid  # the process that runs user code: a child of `pid` in a PID namespace
         self.lock = threading.Lock()
         self.reaped = False
         self.killed = False
         self.alive = True
-        self.loaded: set[str] = set()
+        self.key: str | None = None  # the one grader (source and owner) this worker serves, once it has one
+        self.loaded = False
         self.isolation: dict[str, bool] = {}
         self.cpu_used = 0.0
         self.cpu_soft: int | None = None
@@ -829,50 +949,43 @@ class _Worker:
     def wait_ready(self) -> str | None:
         """None once the worker reports ready, else why it did not."""
         frame = self._exchange(b"", time.monotonic() + _START_TIMEOUT)
-        if isinstance(frame, dict) and frame.get("t") == "ready":
+        if isinstance(frame, dict) and frame.get("t") == "ready" and isinstance(frame.get("pid"), int):
             self.isolation = {str(k): bool(v) for k, v in frame.get("isolation", {}).items()}
             self.cpu_used = float(frame.get("cpu", 0.0))
+            self.grading_pid = frame["pid"]
             return None
         code = self.stop(_EXIT_GRACE).code
         output = self.output.decode("utf-8", "replace").strip()[-500:]
         status = "did not report ready in time" if frame == "timeout" else f"exited ({code})"
         return f"{status}{': ' + output if output else ''}"
 
-    def grade(self, key: str, grader: PythonGrader, sample: Any, item: Any) -> tuple[Call | None, bool]:
-        """Grade one sample: the `Call` (None: grade it on a fresh worker), and whether loading the source failed."""
-        with_source = key not in self.loaded
-        try:
-            request = self._request(key, grader, sample, item, with_source)
-        except (TypeError, ValueError) as e:
-            message = f"sample or item cannot be sent to the sandbox: {e}"
-            return Call(error=GradingError("python_grader_runtime_error", message, message)), False
-        self._limit_cpu()
-        self.output.clear()
-        deadline = time.monotonic() + self.options.timeout
-        frame = self._exchange(request, deadline)
-        while isinstance(frame, dict) and frame.get("t") in ("loaded", "need_source"):
-            if frame["t"] == "loaded":
-                self.loaded.add(key)
-                frame = self._exchange(b"", deadline)
-            elif with_source:
-                frame = "protocol"
-            else:  # the worker dropped this source from its cache
-                self.loaded.discard(key)
-                with_source = True
-                frame = self._exchange(self._request(key, grader, sample, item, True), deadline)
-        if isinstance(frame, dict) and frame.get("t") == "replace":  # a previous grader changed the interpreter
-            self.stop(_EXIT_GRACE)
-            return None, False
-        # Died, timed out or hit a limit before reporting the source loaded: the source itself is to blame.
-        load_failed = with_source and key not in self.loaded and _blames_source(frame)
-        return self._finish(frame), load_failed
-
-    def _request(self, key: str, grader: PythonGrader, sample: Any, item: Any, with_source: bool) -> bytes:
+    def grade(self, key: str, grader: PythonGrader, sample: Any, item: Any) -> tuple[Call, bool]:
+        """Grade one sample of the grader `key` (this worker's first, or the one it serves): the `Call`, and
+        whether loading the source failed."""
+        if self.key not in (None, key):
+            raise ValueError("a sandbox worker serves one grader only")
+        with_source = self.key is None
+        request_id = os.urandom(16).hex()  # every frame of the reply must carry it: a forged frame cannot
         message = {"s": sample, "i": item}
         if with_source:
             message |= {"src": grader.source, "n": grader.name}
-        data = _ENCODE(message).encode("ascii")
-        return _HEADER.pack(64 + len(data)) + key.encode("ascii") + data
+        try:
+            data = _ENCODE(message).encode("ascii")
+        except (TypeError, ValueError, RecursionError) as e:
+            message = f"sample or item cannot be sent to the sandbox: {type(e).__name__}: {e}"
+            return Call(error=GradingError("python_grader_runtime_error", message, message)), False
+        self.key = key
+        self._limit_cpu()
+        self.output.clear()
+        deadline = time.monotonic() + self.options.timeout
+        request = _HEADER.pack(32 + len(data)) + request_id.encode("ascii") + data
+        frame = self._exchange(request, deadline, request_id)
+        if isinstance(frame, dict) and frame.get("t") == "loaded":
+            self.loaded = True
+            frame = self._exchange(b"", deadline, request_id)
+        # Died, timed out or hit a limit before reporting the source loaded: the source itself is to blame.
+        load_failed = with_source and not self.loaded and _blames_source(frame)
+        return self._finish(frame), load_failed
 
     def _limit_cpu(self) -> None:
         # RLIMIT_CPU counts the worker's whole life, so each call gets "CPU so far + cpu_time" (whole seconds).
@@ -880,10 +993,10 @@ class _Worker:
         if soft == self.cpu_soft or not hasattr(resource, "prlimit"):
             return
         try:
-            _, hard = resource.prlimit(self.pid, resource.RLIMIT_CPU)
+            _, hard = resource.prlimit(self.grading_pid, resource.RLIMIT_CPU)
             if hard != resource.RLIM_INFINITY:
                 soft = min(soft, hard)
-            resource.prlimit(self.pid, resource.RLIMIT_CPU, (soft, hard))
+            resource.prlimit(self.grading_pid, resource.RLIMIT_CPU, (soft, hard))
             self.cpu_soft = soft
         except OSError:
             pass  # the worker is gone: the exchange will tell
@@ -956,8 +1069,9 @@ class _Worker:
         tail = f"; its last output: {output}" if output else ""
         return _server_error("worker_crashed", f"the sandbox worker died while grading ({how}){tail}")
 
-    def _exchange(self, data: bytes, deadline: float) -> dict[str, Any] | str:
-        """Send `data`, then return the next frame, or "timeout", "eof", "output_limit" or "protocol"."""
+    def _exchange(self, data: bytes, deadline: float, request_id: str | None = None) -> dict[str, Any] | str:
+        """Send `data`, then return the next frame of request `request_id`, or "timeout", "eof", "output_limit"
+        or "protocol" (also for a frame of another request)."""
         view = memoryview(data)
         writing = False
         try:
@@ -984,7 +1098,9 @@ class _Worker:
                             frame = json.loads(body)
                         except ValueError:
                             return "protocol"
-                        return frame if isinstance(frame, dict) else "protocol"
+                        if not isinstance(frame, dict) or frame.get("id") != request_id:
+                            return "protocol"
+                        return frame
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return "timeout"
@@ -1028,35 +1144,42 @@ class _Worker:
                 del self.output[:-limit]
 
     def interrupt(self) -> None:
-        """Kill the process now; safe from any thread (the driving thread reaps it)."""
+        """Kill the process that runs user code now; safe from any thread (the driving thread reaps it)."""
         with self.lock:
             if not self.reaped:
                 self.killed = True
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
+                    os.kill(self.grading_pid, signal.SIGKILL)  # in a PID namespace, its parent then ends as it did
+
+    def _wait(self, timeout: float | None) -> tuple[int, resource.struct_rusage | None] | None:
+        """The process's wait status and usage once it has exited within `timeout` seconds (None: forever)."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self.lock:
+                try:
+                    pid, status, usage = os.wait4(self.pid, os.WNOHANG if end is not None else 0)
+                except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored by the application)
+                    pid, status, usage = self.pid, -1, None
+                if pid:
+                    self.reaped = True
+                    return status, usage
+            if end is not None and time.monotonic() >= end:
+                return None
+            time.sleep(0.002)
 
     def stop(self, grace: float = 0.0) -> _Exit:
         """Wait up to `grace` seconds for the process to exit, kill it if it has not, reap it, free its resources."""
         self.alive = False
-        end = time.monotonic() + grace
-        status: int | None = None
-        usage: resource.struct_rusage | None = None
-        while status is None:
-            with self.lock:
-                try:
-                    pid, wait_status, usage = os.wait4(self.pid, os.WNOHANG)
-                    if pid:
-                        status = wait_status
-                    elif time.monotonic() >= end:
-                        self.killed = True
-                        os.kill(self.pid, signal.SIGKILL)
-                        _, status, usage = os.wait4(self.pid, 0)
-                except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored by the application)
-                    status = -1
-                finally:
-                    self.reaped = status is not None
-            if status is None:
-                time.sleep(0.002)
+        ended = self._wait(grace)
+        if ended is None:
+            self.interrupt()
+            if self.grading_pid != self.pid:
+                ended = self._wait(_EXIT_GRACE)  # the waiting parent reaps the grading process and exits
+            if ended is None:
+                with self.lock, contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                ended = self._wait(None)
+        status, usage = ended  # type: ignore[misc]
         code = os.waitstatus_to_exitcode(status) if status >= 0 else None
         self.proc.returncode = code if code is not None else -signal.SIGKILL
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
@@ -1089,6 +1212,7 @@ class _Slot:
     def __init__(self, pool: SandboxPool, index: int) -> None:
         self.pool = pool
         self.worker: _Worker | None = None
+        self.job: _Job | None = None  # the run whose sample it grades now
         self.thread = threading.Thread(target=self._serve, name=f"gradekit-sandbox-{index}", daemon=True)
 
     def interrupt(self) -> None:
@@ -1101,14 +1225,18 @@ class _Slot:
         pool = self.pool
         try:
             self._start_worker()  # warm up at once, before the first sample arrives
-            while (task := pool._take()) is not None:
+            while (task := pool._take(self.worker.key if self.worker is not None else None)) is not None:
                 job, index = task
+                self.job = job
                 try:
                     call = self._grade(job, index)
                 except Exception as e:  # a bug here must not leave a job waiting forever
                     self._drop_worker()
                     call = _server_error("worker_crashed", f"sandbox pool error: {type(e).__name__}: {e}")
+                self.job = None
                 pool._done(job, index, call)
+                if self.worker is None and not pool._closed:
+                    self._start_worker()  # the next sample, of this run or the next, finds a worker ready
         finally:
             self._drop_worker()
 
@@ -1137,20 +1265,20 @@ class _Slot:
         known = pool._bad_sources.get(job.key)
         if known is not None:
             return known
-        call: Call | None = None
-        while call is None:  # at most twice: a fresh worker never asks to be replaced
-            problem = self._start_worker()
-            if problem is not None:
-                if pool._closed:
-                    return pool._closed_call
-                return _server_error("worker_start_failed", f"the sandbox worker did not start: {problem}")
-            worker = self.worker
-            assert worker is not None
-            call, load_failed = worker.grade(job.key, job.grader, job.samples[index], job.items[index])
-            if not worker.alive:
-                self.worker = None
-                if pool._closed and (call is None or call.error is not None):
-                    return pool._closed_call
+        if self.worker is not None and self.worker.key not in (None, job.key):
+            self._drop_worker()  # a worker never serves two graders: what one left behind, the next cannot see
+        problem = self._start_worker()
+        if problem is not None:
+            if pool._closed:
+                return pool._closed_call
+            return _server_error("worker_start_failed", f"the sandbox worker did not start: {problem}")
+        worker = self.worker
+        assert worker is not None
+        call, load_failed = worker.grade(job.key, job.grader, job.samples[index], job.items[index])
+        if not worker.alive:
+            self.worker = None
+            if pool._closed and call.error is not None:
+                return pool._closed_call
         if load_failed and call.error is not None:
             e = call.error
             known = Call(error=GradingError(e.flag, f"{e.message} (while loading the grader source)", e.detail))
@@ -1163,7 +1291,8 @@ class SandboxPool:
     """A warm pool of sandboxed worker processes that run `python` graders (a `PythonExecutor`).
 
     Limits apply to each call of `grade()`: `timeout` seconds of wall time, `cpu_time` seconds of CPU,
-    `memory_bytes` of address space, and `max_output_bytes` for its result and for the output it keeps.
+    `memory_bytes` of address space, and `max_output_bytes` for its result and for the output it keeps;
+    `tmp_bytes` bounds the files of a worker's private temp directory where it is a tmpfs.
     `extra_env` adds variables to the workers' otherwise scrubbed environment (e.g. `NLTK_DATA`).
     Processes start on first use; `close()` (or leaving `async with` / `with`) ends them all.
     """
@@ -1176,6 +1305,7 @@ class SandboxPool:
         cpu_time: float = 120.0,
         memory_bytes: int = 2 * 1024**3,
         max_output_bytes: int = 1024**2,
+        tmp_bytes: int = 64 * 1024**2,
         extra_env: Mapping[str, str] | None = None,
     ) -> None:
         workers = workers if workers is not None else os.cpu_count() or 1
@@ -1183,8 +1313,8 @@ class SandboxPool:
             raise ValueError("workers must be at least 1")
         if timeout <= 0 or cpu_time <= 0:
             raise ValueError("timeout and cpu_time must be positive")
-        if memory_bytes <= 0 or max_output_bytes <= 0:
-            raise ValueError("memory_bytes and max_output_bytes must be positive")
+        if memory_bytes <= 0 or max_output_bytes <= 0 or tmp_bytes <= 0:
+            raise ValueError("memory_bytes, max_output_bytes and tmp_bytes must be positive")
         self.workers = workers
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -1201,6 +1331,8 @@ class SandboxPool:
             "max_detail": MAX_DETAIL_CHARS,
             "parent": os.getpid(),
             "path": _import_path(),
+            "tmp_root": _temp_root(),
+            "tmp_bytes": tmp_bytes,
         }
         argv = (sys.executable, "-I", "-B", "-X", "utf8", "-c", _worker_program(), json.dumps(config))
         self._options = _Options(timeout, cpu_time, memory_bytes, max_output_bytes, env, argv)
@@ -1216,33 +1348,41 @@ class SandboxPool:
 
     @property
     def isolation(self) -> dict[str, bool]:
-        """Which kernel isolation the last started worker got: network namespace, dropped capabilities, seccomp."""
+        """Which kernel protections the last started worker got (README, "Sandbox"): namespaces, read-only
+        filesystem, private temp directory, dropped capabilities, seccomp."""
         return dict(self._isolation)
 
     @property
     def pids(self) -> list[int]:
-        """Process ids of the live workers."""
-        return [w.pid for s in self._slots if (w := s.worker) is not None and w.alive]
+        """Process ids of the live workers (with namespaces, the processes that run user code too)."""
+        workers = [w for s in self._slots if (w := s.worker) is not None and w.alive]
+        return sorted({pid for w in workers for pid in (w.pid, w.grading_pid)})
 
     @property
     def closed(self) -> bool:
         """True once `close()` was called."""
         return self._closed
 
-    async def run(self, grader: PythonGrader, samples: Sequence[dict[str, Any]], items: Sequence[Any]) -> list[Call]:
-        """Grade every sample with `grader.source`'s `grade(sample, item)`: one `Call` per sample, in order."""
+    async def run(
+        self, grader: PythonGrader, samples: Sequence[dict[str, Any]], items: Sequence[Any], *, owner: str = ""
+    ) -> list[Call]:
+        """Grade every sample with `grader.source`'s `grade(sample, item)`: one `Call` per sample, in order.
+
+        A worker serves one grader of one `owner` (say, a job or tenant id) for its whole life.
+        """
         if len(samples) != len(items):
             raise ValueError(f"{len(samples)} samples but {len(items)} items")
         if not samples:
             return []
         future: concurrent.futures.Future[list[Call]] = concurrent.futures.Future()
         future.set_running_or_notify_cancel()  # cancelling the awaiting task must not cancel this one
-        key = hashlib.sha256(grader.source.encode("utf-8", "surrogatepass")).hexdigest()
+        key = hashlib.sha256(f"{owner}\0{grader.source}".encode("utf-8", "surrogatepass")).hexdigest()
         job = _Job(grader, key, samples, items, [None] * len(samples), future, pending=len(samples))
         with self._cond:
             if self._closed:
                 raise RuntimeError("SandboxPool is closed")
             if not self._slots:
+                _remove_stale_tmpdirs()
                 self._slots.extend(_Slot(self, i) for i in range(self.workers))
                 for slot in self._slots:
                     slot.thread.start()
@@ -1253,16 +1393,22 @@ class SandboxPool:
         except asyncio.CancelledError:
             with self._cond:
                 job.cancelled = True
+            for slot in self._slots:  # its samples in progress stop now: the next run finds free workers
+                if slot.job is job:
+                    slot.interrupt()
             raise
 
-    def _take(self) -> tuple[_Job, int] | None:
+    def _take(self, key: str | None) -> tuple[_Job, int] | None:
+        """The next sample to grade, preferably of grader `key` (the slot's worker serves no other)."""
         with self._cond:
             while not self._closed:
                 jobs = self._jobs
                 while jobs and (jobs[0].cancelled or jobs[0].next >= len(jobs[0].samples)):
                     jobs.popleft()
                 if jobs:
-                    job = jobs[0]
+                    job = next(
+                        (j for j in jobs if j.key == key and not j.cancelled and j.next < len(j.samples)), jobs[0]
+                    )
                     job.next += 1
                     return job, job.next - 1
                 self._cond.wait()
