@@ -1,24 +1,45 @@
-"""`bedrock_reward_handler(grader)`: any grader as the AWS Lambda reward function Bedrock RFT calls."""
+"""`bedrock_reward_handler(grader)`: any grader as the AWS Lambda reward function Bedrock RFT calls.
+
+Nothing one sample holds fails a batch: a malformed sample is a `sample_parse_error` row, the response is
+always strict JSON (see `events.sample_id` for ids it cannot echo), log records and CloudWatch metrics go
+through the runtime's safe JSON layer, and at the Lambda deadline every sample graded so far keeps its
+result while the grading still running is cancelled (so a warm container's next batch starts afresh).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Callable
 from typing import Any
 
-from gradekit.graders import Env, GradingError, validate
+from gradekit.graders import Env, Grader, GradingError, Multi, validate
 from gradekit.graders.api import GraderLike
 from gradekit.graders.results import SampleNotes
 from gradekit.runtime.engine import Engine, Graded
+from gradekit.runtime.jsonl import dumps
 
-from .events import DEFAULT_MAX_CHARS, EventError, Row, parse_event, response_item
+from .events import DEFAULT_MAX_CHARS, EventError, Row, metric_name, parse_event, response_item
 
 LambdaHandler = Callable[[Any, Any], list[dict[str, Any]]]
 
 #: Seconds kept back from the Lambda deadline to build and return the response.
 DEFAULT_SAFETY_MARGIN = 1.0
+
+
+#: Graders that compute in this process, with nothing to wait for (text_similarity too, but for `cosine`).
+_IN_PROCESS = frozenset({"string_check", "tool_call"})
+
+
+def grades_in_process(grader: Grader) -> bool:
+    """True when every node of `grader` computes here: no sandbox, judge model, embeddings or user function."""
+    if isinstance(grader, Multi):
+        return all(grades_in_process(g) for g in grader.graders.values())
+    if grader.type == "text_similarity":
+        return getattr(grader, "evaluation_metric", None) != "cosine"
+    return grader.type in _IN_PROCESS
 
 
 async def _grade(engine: Engine, rows: list[Row], budget: float | None) -> list[Graded | None]:
@@ -28,11 +49,11 @@ async def _grade(engine: Engine, rows: list[Row], budget: float | None) -> list[
         async for g in engine.astream((row.sample, row.item) for row in rows):
             graded[g.index] = g
 
-    try:
-        async with asyncio.timeout(budget):
-            await consume()
-    except TimeoutError:
-        pass  # what finished is kept; the rest is marked unresponsive by the caller
+    # A task of its own, so that at the deadline the grading is cancelled (the engine cancels every chunk in
+    # flight, and the sandbox frees the workers of a cancelled run) before the event loop closes.
+    task = asyncio.ensure_future(consume())
+    with contextlib.suppress(TimeoutError):  # what finished is kept; the caller marks the rest unresponsive
+        await asyncio.wait_for(task, budget)
     return graded
 
 
@@ -49,14 +70,23 @@ def bedrock_reward_handler(
 ) -> LambdaHandler:
     """A Lambda handler grading Bedrock RFT batches with `grader` (validated now, at cold start).
 
-    Samples are graded in chunks of `chunk_size`, `concurrency` chunks at once; the deadline keeps the
-    chunks that finished, so a smaller `chunk_size` loses less to one slow sample and costs more per batch.
+    Graders that compute in this process (`grades_in_process`) grade in chunks of `chunk_size`, `concurrency`
+    chunks at once (column-wise is fastest, and they never wait on anything a deadline could cut short).
+    Graders that wait (sandboxed Python, judge models, embeddings, user functions) grade one sample per
+    task, `chunk_size * concurrency` at once, so that at the deadline every sample that finished keeps its
+    result; only the unfinished ones get `unresponsive_reward_error`, and their grading is cancelled.
     """
     from aws_lambda_powertools import Logger, Metrics
 
     g = validate(grader)
-    service = service or os.environ.get("POWERTOOLS_SERVICE_NAME") or f"gradekit-{g.name}"
-    logger = Logger(service=service)
+    per_sample = not grades_in_process(g)
+    engine_options = {
+        "chunk_size": 1 if per_sample else chunk_size,
+        "concurrency": chunk_size * concurrency if per_sample else concurrency,
+    }
+    service = metric_name(service or os.environ.get("POWERTOOLS_SERVICE_NAME") or f"gradekit-{g.name}")
+    # Records are serialised by the runtime's JSON layer: surrogates or NaN in a record never drop it.
+    logger = Logger(service=service, json_serializer=dumps)
     metrics = Metrics(
         namespace=namespace or os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "gradekit", service=service
     )
@@ -70,7 +100,7 @@ def bedrock_reward_handler(
             raise
         remaining = getattr(context, "get_remaining_time_in_millis", None)
         budget = max(0.0, remaining() / 1000 - safety_margin) if callable(remaining) else None
-        engine = Engine(g, env=env, chunk_size=chunk_size, concurrency=concurrency, ordered=False)
+        engine = Engine(g, env=env, ordered=False, **engine_options)
         graded = asyncio.run(_grade(engine, rows, budget))
         out, failed = [], []
         for row, done in zip(rows, graded, strict=True):
@@ -89,7 +119,11 @@ def bedrock_reward_handler(
         if failed:
             # One structured record per batch (not per sample): logging dominated the cost of small batches.
             logger.warning("samples failed", extra={"failed": failed})
-        _emit_metrics(metrics, engine.aggregate.summary())
+        try:
+            _emit_metrics(metrics, engine.aggregate.summary())
+        except Exception:  # metrics are a report on the batch, never a reason to fail it
+            logger.exception("metrics not emitted")
+            metrics.clear_metrics()
         logger.info("batch graded", extra={"samples": len(rows), "seconds": round(time.monotonic() - start, 4)})
         return out
 
@@ -105,11 +139,14 @@ def _details(row: Row, notes: SampleNotes | None) -> Any:
 def _emit_metrics(metrics: Any, summary: dict[str, Any]) -> None:
     from aws_lambda_powertools.metrics import MetricUnit
 
-    metrics.add_metric(name="samples", unit=MetricUnit.Count, value=summary["count"])
-    metrics.add_metric(name="reward_mean", unit=MetricUnit.NoUnit, value=summary["reward_mean"])
+    def add(name: str, unit: Any, value: float) -> None:
+        metrics.add_metric(name=metric_name(name), unit=unit, value=value if value - value == 0.0 else 0.0)
+
+    add("samples", MetricUnit.Count, summary["count"])
+    add("reward_mean", MetricUnit.NoUnit, summary["reward_mean"])
     for name, g in summary["graders"].items():
-        metrics.add_metric(name=f"reward_mean.{name}", unit=MetricUnit.NoUnit, value=g["reward_mean"])
+        add(f"reward_mean.{name}", MetricUnit.NoUnit, g["reward_mean"])
     for grader, flags in summary["errors"].items():
         for flag, c in flags.items():
-            metrics.add_metric(name=f"errors.{grader}.{flag}", unit=MetricUnit.Count, value=c["count"])
+            add(f"errors.{grader}.{flag}", MetricUnit.Count, c["count"])
     metrics.flush_metrics()

@@ -38,6 +38,7 @@ __all__ = [
     "json_safe",
     "loads",
     "model_json",
+    "nests_deeper",
     "read_jsonl",
     "scan_complete_lines",
     "utf8",
@@ -145,6 +146,23 @@ def json_safe(value: Any, *, max_depth: int = MAX_OUTPUT_DEPTH) -> Any:
                 parent[key] = items
             stack.extend(reversed(children))
     return root[0]
+
+
+def nests_deeper(value: Any, limit: int) -> bool:
+    """True when lists and dicts in `value` nest more than `limit` levels (or loop); iterative, stops early."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict):
+            children: Any = v.values()
+        elif isinstance(v, list | tuple):
+            children = v
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def dumps(value: Any, *, indent: int | None = None) -> str:
