@@ -2,8 +2,11 @@
 
 An upload is stored as `<data_dir>/files/<file id>.jsonl`; the client's file name is kept only as the
 `filename` field, never used as a path. Every upload is checked as OpenAI RFT data (`messages` ending with a
-user turn, extra fields, optional `tools`): a file that fails is kept with `status: "error"` and
-`status_details` naming the line, and a job that uses it fails in `validating_files` with that message.
+user turn, extra fields, optional `tools`): a file that fails (a line that is not JSON, or nests too deeply
+to parse, included) is kept with `status: "error"` and `status_details` naming the line, and a job that uses
+it fails in `validating_files` with that message. The bytes are written to a hidden temp file, fsynced and
+renamed into place (the rename fsynced too) before the database row is added; a failed upload removes what
+it wrote, and `remove_orphans` (run at every start) removes what a killed process left.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gradekit.runtime.jsonl import TOO_DEEP, clean_text
 from gradekit.runtime.server import APIError
 
 from ..data import DataError, load_rows
@@ -40,7 +44,7 @@ def form_filename(raw: str | None) -> str | None:
     """A multipart part's file name with HTML5's form-data escapes undone (what httpx and browsers send)."""
     if raw is None:
         return None
-    return raw.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")
+    return clean_text(raw.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n"))
 
 
 def check_rft_file(path: Path, filename: str) -> str | None:
@@ -49,7 +53,18 @@ def check_rft_file(path: Path, filename: str) -> str | None:
         load_rows(path, what="file")
     except DataError as e:
         return f"{filename}:{e.line}: {e.message.removeprefix('file: ')}"
+    except RecursionError:  # lines are parsed safely (a DataError naming the line): this is a last resort
+        return f"{filename}: {TOO_DEEP}"
     return None
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class Files:
@@ -65,7 +80,7 @@ class Files:
         return self.root / f"{file_id}.jsonl"
 
     def remove_orphans(self) -> None:
-        """Delete bytes with no database row (an upload killed between the two writes)."""
+        """Delete bytes with no database row and hidden temp files (what an upload killed midway left)."""
         known = self.store.file_ids()
         for child in self.root.iterdir():
             if child.name.startswith(".") or child.stem not in known:
@@ -90,12 +105,18 @@ class Files:
         file_id = f"file-{secrets.token_hex(12)}"
         final = self.path(file_id)
         tmp = self.root / f".{file_id}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(file.content)
-            f.flush()
-            os.fsync(f.fileno())
-        problem = check_rft_file(tmp, filename)
-        os.replace(tmp, final)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(file.content)
+                f.flush()
+                os.fsync(f.fileno())
+            problem = check_rft_file(tmp, filename)
+            os.replace(tmp, final)
+            _fsync_dir(self.root)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         obj = {
             "id": file_id,
             "object": "file",
@@ -107,7 +128,12 @@ class Files:
             "status_details": problem,
             "expires_at": None,
         }
-        self.store.add_file(obj)
+        try:
+            self.store.add_file(obj)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                final.unlink()
+            raise
         return obj
 
     def get(self, file_id: str) -> dict[str, Any]:
