@@ -102,6 +102,20 @@ def fresh_call(sample: dict[str, Any], item: Any) -> Any:
     return json.loads(done.stdout)
 
 
+def first_call_on_a_new_pool(grader: PythonGrader) -> None:
+    """Start a worker (namespaces, mounts, seccomp), load the source, grade once, close."""
+    pool = SandboxPool(workers=1)
+    assert [c.value for c in asyncio.run(pool.run(grader, [SAMPLE], [ITEM]))] == [1.0]
+    pool.close()
+
+
+def first_call_on_a_bare_worker() -> None:
+    """Start the bare worker, grade once, close."""
+    worker = BareWorker()
+    assert worker.call(SAMPLE, ITEM) == 1.0
+    worker.close()
+
+
 def main() -> None:
     """Time the three ways and print the markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -138,6 +152,13 @@ def main() -> None:
     def us(seconds: float) -> str:
         return f"{seconds * 1e6:,.1f}"
 
+    start_s = best_of(lambda: first_call_on_a_new_pool(grader), args.repeat)
+    bare_start_s = best_of(first_call_on_a_bare_worker, args.repeat)
+    isolation = SandboxPool(workers=1)
+    asyncio.run(isolation.run(grader, [SAMPLE], [ITEM]))
+    active = sorted(k for k, on in isolation.isolation.items() if on)
+    isolation.close()
+
     pool_s = timings[1]
     rows = [
         ["bare warm worker (pipe echo, no limits)", us(bare_s), "1.00x", "-"],
@@ -152,6 +173,17 @@ def main() -> None:
     ]
     print(f"trivial grader, {n:,} warm calls per run, {m} fresh processes, best of {args.repeat} interleaved rounds\n")
     print(table(["way", "us per call", "vs bare worker", "pool (1 worker) faster by"], rows))
+    print(f"\nworker start to first reward, best of {args.repeat} (protections: {', '.join(active)})\n")
+    starts = [
+        ["bare worker: start, one call, close", f"{bare_start_s * 1e3:.1f}", "1.00x"],
+        [
+            "`SandboxPool`: start, isolate, load, one call, close",
+            f"{start_s * 1e3:.1f}",
+            f"{start_s / bare_start_s:.2f}x",
+        ],
+    ]
+    starts[1].append(f"{start_s / bare_start_s:.2f}x")
+    print(table(["way", "ms", "vs bare"], starts))
 
 
 if __name__ == "__main__":

@@ -7,13 +7,16 @@ Process model. Each worker is `python -I -B -X utf8 -c <worker code>`, started f
 interpreter with a scrubbed environment (`PATH`, `LANG`, `HOME` and `TMPDIR` pointing at a private temp
 directory, one-thread BLAS/OpenMP settings, plus the pool's `extra_env`) in its own session. The worker
 code is the `_worker_*` functions below, sent as source, so a worker imports only the standard library
-and starts in tens of milliseconds. One thread of this process drives each worker over pipes: requests on
-the worker's stdin, replies on its stdout, each frame a 4-byte big-endian length and a JSON object;
-whatever user code writes to stdout or stderr (both are the worker's stderr pipe) is drained by that
-thread into a bounded buffer. A worker compiles a grader source once (cached by its SHA-256) and then
-grades sample after sample. The samples of a batch are shared out to the workers as each becomes free.
-Nothing starts before the first `run`; `close()` kills and reaps every worker and deletes their temp
-directories.
+and starts in tens of milliseconds. On Linux it then enters new namespaces and forks twice (see
+`_worker_isolate`): user code runs as PID 2 of its own PID namespace, under two processes that only wait.
+One thread of this process drives each worker over pipes: requests on the worker's stdin, replies on its
+stdout, each frame a 4-byte big-endian length and a JSON object, every reply frame carrying the random id
+of its request; whatever user code writes to stdout or stderr (both are the worker's stderr pipe) is
+drained by that thread into a bounded buffer. A worker serves one grader (source and owner) for its
+whole life: it compiles the source once and then grades sample after sample, emptying its temp directory
+after each. The samples of a batch are shared out to the workers as each becomes free, each preferring
+samples of its own grader. Nothing starts before the first `run`; `close()` kills and reaps every worker
+and deletes their temp directories.
 
 Failures, one sample at a time (samples before and after it, in the same batch too, are graded normally):
 
@@ -35,7 +38,7 @@ the pool's lifetime, without being tried again. Results are not judged here: `No
 strings and NaN/inf come back as they are, anything else as a `ForeignValue` (its type name and `repr`);
 `coerce_reward`, applied by the caller, makes all but finite numbers a `python_grader_runtime_error`.
 
-How each limit is enforced (on Linux; elsewhere only the parent-side parts and the audit hook apply):
+How each limit is enforced (on Linux; elsewhere only the parent-side parts, rlimits and the audit hook):
 
 - Wall time: the parent's `poll` deadline, then SIGKILL. Nothing escapes it.
 - CPU time: an `RLIMIT_CPU` soft limit, set by the parent (`prlimit`) before each call to the worker's CPU
@@ -44,33 +47,25 @@ How each limit is enforced (on Linux; elsewhere only the parent-side parts and t
 - Memory: `RLIMIT_AS` (address space, which is more than resident memory).
 - Output: user stdout and stderr go to a pipe the parent drains, keeping the last `max_output_bytes` of
   each call (shown before the traceback of a runtime error), so printing 100 MB costs time, not memory. A
-  reply over `max_output_bytes` is refused. Files written to the temp directory are not bounded (that
-  takes a disk quota or a sized tmpfs).
-- No child processes: the audit hook refuses `os.fork`, `os.forkpty`, `os.exec*`, `os.posix_spawn`,
-  `os.spawn*`, `os.system`, `subprocess.Popen` and ctypes lookups of `fork`, `execve`, `system`,
-  `syscall` and the like; a seccomp filter refuses `fork`, `vfork`, `execve(at)` and `clone` without
-  `CLONE_THREAD` (`clone3` answers `ENOSYS`, so threads still start, through `clone`). `RLIMIT_NPROC` is
-  not used: it counts all processes and threads of the user, and root is exempt.
-- No network: the audit hook refuses sockets other than `AF_UNIX`, `connect`, `bind`, `sendto` and name
-  lookups; where permitted (root), the worker also enters a new network namespace with no interface up.
-- No secrets: the environment is scrubbed; capabilities are dropped and the worker is non-dumpable, so
-  the kernel refuses `/proc/<parent>/environ` and other processes' memory; the audit hook refuses opening
-  `/proc` entries of other processes and `/proc/*/mem`. Files the worker's user may read stay readable.
-- No escape from the above: seccomp refuses `setrlimit`/`prlimit64` with a new limit, `unshare`, `setns`,
-  `mount`, `chroot`, `ptrace`, `process_vm_*`, `bpf`, `perf_event_open`, `io_uring_setup`, and signals to
-  any other process; a syscall of another ABI kills the worker.
+  reply over `max_output_bytes` is refused.
+- Files: every mount is read-only; the temp directory (and `/dev/shm`) is a private tmpfs of `tmp_bytes`,
+  or, where the uid cannot be mapped (root without capabilities), the worker's own directory on disk;
+  `RLIMIT_FSIZE` bounds one file in both.
+- Processes, network, secrets: see the README's sandbox section for the threat model. The worker's own
+  PID, mount, network, IPC and UTS namespaces (inside a user namespace unless it has `CAP_SYS_ADMIN`) with
+  a private `/proc`; every capability dropped; no new privileges; a seccomp filter
+  (`_worker_seccomp_program`) that refuses new processes, exec, namespaces, mounts, sockets, tracing,
+  rlimit changes, and signals or async-I/O ownership aimed at another process; a syscall of another ABI
+  kills the worker.
 
-The audit hook is a guard against honest mistakes, not a security boundary: native code (ctypes, a C
-extension) can get around it. The kernel-level parts (rlimits, seccomp, network namespace, capabilities,
-the wall timeout) hold against native code too; `SandboxPool.isolation` says which are active. For
-hostile code, also run the pool as an unprivileged user in a container.
+The audit hook refuses the same things in Python (plus other processes' `/proc` entries) with a clear
+message; it is a guard against honest mistakes, not a security boundary: native code gets around it, the
+kernel-level parts hold. `SandboxPool.isolation` says which are active.
 
-User code may break interpreter state that the worker, or the next grader in the same worker, relies on.
-After each call the worker puts back `builtins`, stdio, the recursion limit, the environment and the
-working directory (a closed stdio stream or a deleted working directory retires the worker). Before it
-runs a grader other than the last one, it checks `sys.modules`, signal handlers, interval timers, the
-signal mask and trace functions: if any changed, that sample goes to a fresh worker instead. (A grader's
-own later samples see what it changed, as in any long-lived process.)
+User code may break interpreter state that the worker's own code relies on: after each call the worker
+puts back `builtins`, stdio, the recursion limit, the environment and the working directory (a closed
+stdio stream, a deleted working directory or a thread left running retires the worker). A grader's own
+later samples see what else it changed, as in any long-lived process; another grader never does.
 
 Packages: a worker imports from the same site-packages as this interpreter (and the directories of
 `PYTHONPATH`), so every installed package of OpenAI's python grader image is importable;
@@ -147,6 +142,7 @@ def available_packages() -> dict[str, bool]:
 
 def _worker_main() -> None:
     """A worker process: lock itself down, then grade one grader's requests until its pipe closes."""
+    import _thread
     import json
     import linecache
     import os
@@ -176,7 +172,7 @@ def _worker_main() -> None:
     encode = json.JSONEncoder(separators=(",", ":")).encode
     decode = json.JSONDecoder().decode
     read, write, exit_now, scandir, unlink, rmtree = os.read, os.write, os._exit, os.scandir, os.unlink, shutil.rmtree
-    listdir, tasks = os.listdir, "/proc/self/task"
+    thread_count = _thread._count  # Python threads other than the main one that are still running
     rusage, rusage_self = resource.getrusage, resource.RUSAGE_SELF
     format_exception, lines = traceback.format_exception, linecache.cache
     new_module, modules, coroutine = types.ModuleType, sys.modules, types.CoroutineType
@@ -203,11 +199,8 @@ def _worker_main() -> None:
         return 0
 
     def threads_left() -> bool:
-        # A thread user code left running could read the next request or race the clean-up: retire instead.
-        try:
-            return length(listdir(tasks)) > 1
-        except any_exception:
-            return False
+        # A thread user code left running could race the clean-up or answer for this worker: retire instead.
+        return thread_count() > 0
 
     def empty_scratch() -> None:
         # Nothing one call writes is seen by the next, even of the same grader.

@@ -601,6 +601,33 @@ def test_tampering_with_the_interpreter_does_not_reach_the_next_grader(fresh_chi
         _assert_serving(pool, fresh_children)
 
 
+def test_a_worker_serves_one_grader_of_one_owner(pool: SandboxPool) -> None:
+    source = "import os\nWORKER = os.urandom(8).hex()\ndef grade(sample, item):\n    return WORKER\n"
+    grader = PythonGrader(name="t", source=source)
+
+    async def as_owner(owner: str) -> set[str]:
+        return {c.value for c in await pool.run(grader, [{}] * 4, [0] * 4, owner=owner)}
+
+    first, again, other = (asyncio.run(as_owner(owner)) for owner in ("job-1", "job-1", "job-2"))
+    assert first & again  # the same grader of the same owner finds its warm worker
+    assert not (first | again) & other  # another owner's run of the same source never shares a worker
+
+
+def test_the_temp_directory_is_emptied_between_calls(pool: SandboxPool) -> None:
+    source = """
+    import json, os
+
+    def grade(sample, item):
+        tmp = os.environ["TMPDIR"]
+        found = sorted(os.listdir(tmp))
+        open(os.path.join(tmp, f"left-by-{item}"), "w").write("x")
+        os.makedirs(os.path.join(tmp, "dir", "sub"), exist_ok=True)
+        return json.dumps(found)
+    """
+    with SandboxPool(workers=1) as one:
+        assert _values(_grade(one, source, [1, 2, 3])) == ["[]", "[]", "[]"]
+
+
 # ------------------------------------------------------------------------------------------ life cycle
 
 
