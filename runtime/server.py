@@ -33,6 +33,7 @@ import hmac
 import logging
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -90,6 +91,10 @@ _BAD_JSON = (
 )
 _TOO_DEEP = f"We could not parse the JSON body of your request: {TOO_DEEP}."
 _NOT_UTF8 = "We could not parse the JSON body of your request: it is not valid UTF-8."
+_HUGE_INT = (
+    "We could not parse the JSON body of your request: it holds an integer longer than "
+    f"{sys.get_int_max_str_digits() or 'the allowed'} digits."
+)
 
 T = TypeVar("T")
 
@@ -378,10 +383,13 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     where = f"{request.method} {request.url.path}"
     # FastAPI answers 400 to any failure reading the body, keeping the reason as the cause: name it.
-    if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+    cause = exc.__cause__ if exc.status_code == 400 else None
+    if isinstance(cause, RecursionError):
         return error_response(400, _TOO_DEEP, code="json_too_deep")
-    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+    if isinstance(cause, UnicodeDecodeError):
         return error_response(400, _NOT_UTF8)
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return error_response(400, _HUGE_INT)
     if exc.status_code == 404:
         message = f"Invalid URL ({where})"
     elif exc.status_code == 405:

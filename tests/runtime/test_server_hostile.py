@@ -84,9 +84,15 @@ def test_a_body_nested_100000_deep_is_a_clear_400(app: Any) -> None:
         }
 
 
-def test_a_body_that_is_not_utf8_is_a_clear_400(app: Any) -> None:
+def test_a_body_that_is_not_utf8_or_holds_a_huge_integer_is_a_clear_400(app: Any) -> None:
     status, out = post_json(app, RUN_PATH, b'{"model_sample": "\xff"}')
-    assert status == 400 and out["error"]["message"].endswith("it is not valid UTF-8.")
+    assert status == 400
+    assert out["error"]["message"] == "We could not parse the JSON body of your request: it is not valid UTF-8."
+    status, out = post_json(app, RUN_PATH, b'{"model_sample": "x", "item": {"n": 1' + b"0" * 5000 + b"}}")
+    assert status == 400
+    assert out["error"]["message"] == (
+        "We could not parse the JSON body of your request: it holds an integer longer than 4300 digits."
+    )
 
 
 def test_error_messages_quoting_surrogates_still_encode(app: Any) -> None:
