@@ -116,7 +116,7 @@ def parse_event(event: Any, *, max_chars: int = DEFAULT_MAX_CHARS) -> list[Row]:
             rows.append(Row(None, GradingError("sample_parse_error", f"sample {n} is not an object"), {}))
             continue
         row_id, id_error = sample_id(raw.get("id"), n)
-        if nests_deeper(dict(raw), MAX_SAMPLE_DEPTH):
+        if nests_deeper(raw if isinstance(raw, dict) else dict(raw), MAX_SAMPLE_DEPTH):
             too_deep = GradingError("sample_parse_error", f"sample {n} nests deeper than {MAX_SAMPLE_DEPTH} levels")
             rows.append(Row(row_id, too_deep, {}))
             continue

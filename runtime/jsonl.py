@@ -150,18 +150,17 @@ def json_safe(value: Any, *, max_depth: int = MAX_OUTPUT_DEPTH) -> Any:
 
 def nests_deeper(value: Any, limit: int) -> bool:
     """True when lists and dicts in `value` nest more than `limit` levels (or loop); iterative, stops early."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
+    containers = (dict, list, tuple)
+    if not isinstance(value, containers):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         v, depth = stack.pop()
-        if isinstance(v, dict):
-            children: Any = v.values()
-        elif isinstance(v, list | tuple):
-            children = v
-        else:
-            continue
-        if depth >= limit:
+        if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children)
+        for child in v.values() if isinstance(v, dict) else v:
+            if isinstance(child, containers):  # scalars are never pushed: most of a sample is scalars
+                stack.append((child, depth + 1))
     return False
 
 

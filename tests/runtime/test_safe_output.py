@@ -22,6 +22,7 @@ from gradekit.runtime.jsonl import (
     json_safe,
     loads,
     model_json,
+    nests_deeper,
     utf8,
     write_text,
 )
@@ -144,3 +145,14 @@ def test_summary_table_with_surrogate_grader_names_prints() -> None:
     print_summary(summary, file=stream)
     stream.flush()
     assert "sub\ufffd".encode() in raw.getvalue()
+
+
+def test_nests_deeper_counts_levels_and_stops_at_cycles() -> None:
+    cycle: dict[str, Any] = {}
+    cycle["self"] = cycle
+    assert [nests_deeper(deep_list(5), limit) for limit in (4, 5, 6)] == [True, False, False]
+    assert nests_deeper({"a": [{"b": (1, "x")}]}, 3) is True
+    assert nests_deeper({"a": [{"b": (1, "x")}]}, 4) is False
+    assert nests_deeper("scalar", 0) is False
+    assert nests_deeper(cycle, 1000) is True
+    assert nests_deeper(deep_list(100_000), 128) is True
