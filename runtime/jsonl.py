@@ -68,8 +68,7 @@ def utf8(text: str) -> bytes:
 
 
 def write_text(stream: IO[str], text: str) -> None:
-    """Write `text` to a text stream, surrogates and characters its encoding lacks replaced; never a
-    `UnicodeEncodeError`."""
+    """Write `text` to a text stream, replacing what its encoding cannot carry; never a `UnicodeEncodeError`."""
     text = clean_text(text)
     try:
         stream.write(text)

@@ -63,6 +63,7 @@ __all__ = [
     "RUN_PATH",
     "VALIDATE_PATH",
     "APIError",
+    "SafeJSONResponse",
     "create_app",
     "error_response",
     "running",

@@ -196,7 +196,7 @@ def test_a_warm_container_grades_its_next_batch_after_a_deadline() -> None:
     # One worker: if the hung run kept it busy after its deadline, the second batch could not be graded.
     with SandboxPool(workers=1) as pool:
         handler = bedrock_reward_handler(SLEEPER, env=Env(python=pool), safety_margin=0.0, service="test-hostile-warm")
-        first = strict(handler([sample("0", "done"), sample("1", "hang")], Context(remaining_ms=8000)))
+        first = strict(handler([sample("0", "done"), sample("1", "hang")], Context(remaining_ms=3000)))
         assert [o["aggregate_reward_score"] for o in first] == [1.0, 0.0]
         assert [flags(o) for o in first] == [[], ["unresponsive_reward_error"]]
         second = strict(handler([sample("2", "done"), sample("3", "done")], Context(remaining_ms=30_000)))
