@@ -48,6 +48,12 @@ class ServiceConfig(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict, description="gradekit loop options (LoopOptions fields)")
     poll_interval: float = Field(0.2, gt=0, description="seconds between the worker's looks at the database")
     shutdown_grace: float = Field(5.0, ge=0, description="seconds a stopping worker may take to pause its jobs")
+    max_worker_deaths: int = Field(
+        3,
+        ge=1,
+        description="a job fails once the worker process has died this many times while running it (the server "
+        "restarts the worker after each death and resumes the job from its last snapshot until then)",
+    )
     inference_cache: int = Field(2, ge=1, description="models kept loaded for inference")
     max_inference_tokens: int = Field(512, ge=1, description="cap on max_tokens of inference requests")
 

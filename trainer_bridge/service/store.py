@@ -2,7 +2,9 @@
 
 The server process and the worker process share it. A job row holds the OpenAI job object the API returns
 (`object`), what the worker needs to run it (`spec`: file paths, resolved model, grader), a pending control
-request (`control`: `pause`), and which worker holds it (`worker`). Events and checkpoints are not copied
+request (`control`: `pause`), which worker holds it (`worker`), and how many times the worker process died while
+holding it (`deaths`, kept across restarts so that a job that crashes the worker fails instead of being resumed
+forever). Events and checkpoints are not copied
 here: they are read from the job's run folder, which a resumed run rewinds, so they are never doubled.
 """
 
@@ -12,7 +14,7 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     object TEXT NOT NULL,
     spec TEXT NOT NULL,
     control TEXT,
-    worker TEXT
+    worker TEXT,
+    deaths INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, seq);
 CREATE INDEX IF NOT EXISTS jobs_model_name ON jobs (model_name);
@@ -43,13 +46,16 @@ CREATE INDEX IF NOT EXISTS jobs_model_name ON jobs (model_name);
 
 @dataclass(frozen=True)
 class JobRow:
-    """One job: its API object, the worker's spec, a pending control request and the worker holding it."""
+    """One job: its API object, the worker's spec, a pending control request, the worker holding it, and how many
+    times a worker died while holding it (read-only here: only `Store.count_death` changes it).
+    """
 
     id: str
     object: dict[str, Any]
     spec: dict[str, Any]
     control: str | None = None
     worker: str | None = None
+    deaths: int = field(default=0, compare=False)
 
     @property
     def status(self) -> str:
@@ -79,6 +85,9 @@ class Store:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+        with self._write() as db:  # a database from before `deaths` (in a transaction: two processes open it)
+            if "deaths" not in {r[1] for r in db.execute("PRAGMA table_info(jobs)")}:
+                db.execute("ALTER TABLE jobs ADD COLUMN deaths INTEGER NOT NULL DEFAULT 0")
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -153,10 +162,10 @@ class Store:
 
     @staticmethod
     def _row(values: tuple[Any, ...]) -> JobRow:
-        job_id, obj, spec, control, worker = values
-        return JobRow(job_id, json.loads(obj), json.loads(spec), control, worker)
+        job_id, obj, spec, control, worker, deaths = values
+        return JobRow(job_id, json.loads(obj), json.loads(spec), control, worker, deaths)
 
-    _COLUMNS = "id, object, spec, control, worker"
+    _COLUMNS = "id, object, spec, control, worker, deaths"
 
     def get_job(self, job_id: str) -> JobRow | None:
         """The job `job_id`, or None."""
@@ -190,37 +199,52 @@ class Store:
         """Every job (optionally only those in `statuses`), oldest first."""
         with self._connect() as db:
             rows = db.execute(f"SELECT {self._COLUMNS}, status FROM jobs ORDER BY seq").fetchall()
-        return [self._row(r[:5]) for r in rows if statuses is None or r[5] in statuses]
+        return [self._row(r[:6]) for r in rows if statuses is None or r[6] in statuses]
 
     def modify_job(self, job_id: str, change: Callable[[JobRow], JobRow | None]) -> JobRow | None:
         """Apply `change` to the job atomically (None from it: leave the job as it is); the job afterwards.
 
-        Returns None only when there is no such job.
+        Returns None only when there is no such job. `deaths` is not written (see `count_death`).
         """
         with self._write() as db:
-            row = db.execute(f"SELECT {self._COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                return None
-            current = self._row(row)
-            new = change(current)
-            if new is None or new == current:
-                return current
-            db.execute(
-                "UPDATE jobs SET status = ?, object = ?, spec = ?, control = ?, worker = ? WHERE id = ?",
-                (new.status, _dumps(new.object), _dumps(new.spec), new.control, new.worker, job_id),
-            )
-            return new
+            return self._modify(db, job_id, change)
 
-    def claim_next(self, worker: str) -> JobRow | None:
-        """Give the oldest unclaimed `queued` job to `worker`; None when there is none."""
+    def _modify(self, db: sqlite3.Connection, job_id: str, change: Callable[[JobRow], JobRow | None]) -> JobRow | None:
+        row = db.execute(f"SELECT {self._COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            return None
+        current = self._row(row)
+        new = change(current)
+        if new is None or new == current:
+            return current
+        db.execute(
+            "UPDATE jobs SET status = ?, object = ?, spec = ?, control = ?, worker = ? WHERE id = ?",
+            (new.status, _dumps(new.object), _dumps(new.spec), new.control, new.worker, job_id),
+        )
+        return replace(new, deaths=current.deaths)
+
+    def count_death(self, job_id: str, change: Callable[[JobRow], JobRow | None]) -> JobRow | None:
+        """Count one worker death against the job and apply `change` (which sees the new count), atomically."""
+        with self._write() as db:
+            db.execute("UPDATE jobs SET deaths = deaths + 1 WHERE id = ?", (job_id,))
+            return self._modify(db, job_id, change)
+
+    def claim_next(self, worker: str, *, only_clean: bool = False) -> JobRow | None:
+        """Give the oldest unclaimed `queued` job to `worker`; None when there is none.
+
+        With `only_clean`, None too when that job has killed a worker before (it waits to run alone).
+        """
         with self._write() as db:
             row = db.execute(
                 f"SELECT {self._COLUMNS} FROM jobs WHERE status = 'queued' AND worker IS NULL ORDER BY seq LIMIT 1"
             ).fetchone()
             if row is None:
                 return None
-            db.execute("UPDATE jobs SET worker = ? WHERE id = ?", (worker, row[0]))
-        return replace(self._row(row), worker=worker)
+            found = self._row(row)
+            if only_clean and found.deaths > 0:
+                return None
+            db.execute("UPDATE jobs SET worker = ? WHERE id = ?", (worker, found.id))
+        return replace(found, worker=worker)
 
     def jobs_using_file(self, file_id: str) -> list[str]:
         """Ids of unfinished jobs that read the file `file_id`."""

@@ -15,6 +15,14 @@ snapshot with `RFTJob.resume`: events, eval runs and checkpoints written after t
 redone (a run killed before its first snapshot starts over, keeping only its creation event). On SIGTERM the
 worker pauses its jobs (a snapshot at the end of the step) and puts them back in the queue, so the next start
 continues them.
+
+The server supervises its worker: when the worker dies on its own (a signal, `os._exit`, a crash in native
+code, a grader that kills it), `record_worker_death` counts the death against each job it held, in the
+database, and puts them back in the queue, and a new worker starts (after 0.5 s, doubling up to 30 s while
+workers keep dying within a minute). A job counted `max_worker_deaths` times (3) fails with the error code
+`worker_died` instead of being resumed again, so the queue moves on. A job that has killed a worker runs
+alone after that, so that a further death is surely its own. Jobs a worker held when the server itself died
+are resumed without counting a death (the server's death is not theirs).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import logging
 import os
 import signal
 import subprocess
@@ -40,11 +49,17 @@ from .store import FINAL_STATUSES, JobRow, Store
 if TYPE_CHECKING:
     from ..job import RFTJob
 
-__all__ = ["CONFIG_VAR", "Worker", "WorkerProcess", "main"]
+__all__ = ["CONFIG_VAR", "WORKER_DIED", "Worker", "WorkerProcess", "describe_exit", "main", "record_worker_death"]
+
+logger = logging.getLogger(__name__)
 
 #: The environment variable that carries the config (JSON) to the worker process.
 CONFIG_VAR = "GRADEKIT_FINETUNE_WORKER_CONFIG"
+#: `error.code` of a job that failed because the worker process kept dying while running it.
+WORKER_DIED = "worker_died"
 _PARENT_DIED = 70
+_FIRST_RESTART_DELAY, _MAX_RESTART_DELAY = 0.5, 30.0
+_STABLE_SECONDS = 60.0  # a worker that lived this long resets the restart delay
 
 
 @dataclass
@@ -113,8 +128,15 @@ class Worker:
                 elif current.control == "pause":
                     a.job.pause()
                 self._sync(a)
-        while len(self.active) < self.config.max_concurrent_jobs and not self.stop.is_set():
-            row = self.store.claim_next(self.name)
+        # Jobs are claimed once the training stack is imported, so a worker that cannot even start (a broken
+        # environment) dies holding no job, and no job is blamed for it.
+        while self.preloaded.is_set() and len(self.active) < self.config.max_concurrent_jobs and not self.stop.is_set():
+            with self.lock:
+                held = list(self.active.values())
+            # A job that has killed a worker before runs alone, so that a further death is surely its own.
+            if any(a.row.deaths for a in held):
+                break
+            row = self.store.claim_next(self.name, only_clean=bool(held))
             if row is None:
                 break
             a = _Active(row)
@@ -199,7 +221,8 @@ class Worker:
                 self._finish(a, record)
                 return None
             # From its last snapshot, or from the start when it was killed before the first one.
-            print(f"gradekit worker: {row.id}: resuming", flush=True)
+            after = f" after {row.deaths} worker death(s)" if row.deaths else ""
+            print(f"gradekit worker: {row.id}: resuming{after}", flush=True)
             return RFTJob.resume(
                 run, grader=grader, backend=backend, progress=False, listener=listener, model_name=spec["base"]
             )
@@ -261,11 +284,7 @@ class Worker:
 
     def _event(self, job_id: str, message: str, *, level: Literal["info", "warn", "error"] = "info") -> None:
         """Append an event to the run's events file (for outcomes that no `RFTJob` reports)."""
-        from ..events import EventLog
-
-        run = self.config.jobs_dir / job_id
-        run.mkdir(parents=True, exist_ok=True)
-        EventLog(run / "events.jsonl").emit(message, level=level)
+        _append_event(self.config, job_id, message, level=level)
 
     def _fail(self, row: JobRow, code: str, message: str) -> None:
         self._event(row.id, f"Fine-tuning job failed: {message}", level="error")
@@ -278,6 +297,78 @@ class Worker:
             return JobRow(r.id, {**r.object, **fields}, r.spec, None, None)
 
         self.store.modify_job(row.id, change)
+
+
+def _append_event(
+    config: ServiceConfig, job_id: str, message: str, *, level: Literal["info", "warn", "error"] = "info"
+) -> None:
+    from ..events import EventLog
+
+    run = config.jobs_dir / job_id
+    run.mkdir(parents=True, exist_ok=True)
+    EventLog(run / "events.jsonl").emit(message, level=level)
+
+
+def describe_exit(returncode: int) -> str:
+    """How a process ended, from its `Popen.returncode`: `killed by signal SIGKILL`, `exited with status 3`."""
+    if returncode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+def record_worker_death(config: ServiceConfig, store: Store, worker: str, how: str) -> list[JobRow]:
+    """Count the death of the worker process named `worker` against each job it held; those jobs afterwards.
+
+    A job whose count reaches `config.max_worker_deaths` fails (error code `worker_died`); the others go back
+    to the queue, or to `paused` when a pause was pending, and the next worker resumes them from their last
+    snapshot. A job cancelled meanwhile stays cancelled.
+    """
+    from ..events import read_events
+    from ..files import read_json, write_json
+
+    limit = config.max_worker_deaths
+    log = config.data_dir / "worker.log"
+    changed = []
+    for held in store.jobs():
+        if held.worker != worker:
+            continue
+
+        def change(row: JobRow) -> JobRow:
+            obj = {**row.object, "estimated_finish": None}
+            if row.status in FINAL_STATUSES:
+                return JobRow(row.id, row.object, row.spec, None, None)
+            if row.deaths >= limit:
+                message = (
+                    f"The training worker process died {row.deaths} times while running this job (the last time "
+                    f"{how}); it is not retried. Its grader, model or data may crash the process: see {log}."
+                )
+                error = {"code": WORKER_DIED, "message": message, "param": None}
+                obj.update(status="failed", error=error, finished_at=int(time.time()))
+            else:
+                obj["status"] = "paused" if row.control == "pause" else "queued"
+            return JobRow(row.id, obj, row.spec, None, None)
+
+        row = store.count_death(held.id, change)
+        if row is None:
+            continue
+        changed.append(row)
+        if row.status not in ("failed", "cancelled"):
+            continue
+        # No run will write these outcomes: the run folder gets them here.
+        run, cancelled = config.jobs_dir / row.id, "Fine-tuning job cancelled"
+        events = run / "events.jsonl"
+        if row.status == "failed":
+            _append_event(config, row.id, f"Fine-tuning job failed: {row.object['error']['message']}", level="error")
+        elif not (events.is_file() and [e["message"] for e in read_events(events)[-1:]] == [cancelled]):
+            _append_event(config, row.id, cancelled)
+        if (run / "job.json").is_file():
+            record = read_json(run / "job.json")
+            fields = {k: row.object.get(k) for k in ("status", "error", "finished_at", "estimated_finish")}
+            write_json(run / "job.json", {**record, **fields})
+    return changed
 
 
 def _preload(done: threading.Event) -> None:
@@ -342,17 +433,32 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 class WorkerProcess:
-    """The worker process of a server: `start()` with the app, `stop()` (bounded in time) with it."""
+    """The worker process of a server: `start()` with the app, `stop()` (bounded in time) with it.
+
+    A thread supervises the worker: when it dies on its own, `record_worker_death` settles the jobs it held and
+    a new worker starts (see the module docstring); `deaths` counts the deaths this server has seen.
+    """
 
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
         self.process: subprocess.Popen[bytes] | None = None
+        self.deaths = 0
         self._log: IO[bytes] | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
 
     def start(self) -> None:
-        """Spawn the worker; its output goes to `<data_dir>/worker.log`."""
+        """Spawn the worker and its supervisor; the worker's output goes to `<data_dir>/worker.log`."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.config.data_dir / "worker.log", "ab")  # noqa: SIM115 - closed in stop()
+        self._stopping.clear()
+        with self._lock:
+            self._spawn()
+        self._supervisor = threading.Thread(target=self._supervise, name="gradekit-worker-supervisor", daemon=True)
+        self._supervisor.start()
+
+    def _spawn(self) -> None:
         env = {**os.environ, CONFIG_VAR: self.config.model_dump_json()}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gradekit.trainer_bridge.service.worker", "--parent-pid", str(os.getpid())],
@@ -363,14 +469,54 @@ class WorkerProcess:
             start_new_session=True,  # Ctrl-C in a terminal reaches the server, which stops the worker
         )
 
+    def _supervise(self) -> None:
+        delay = _FIRST_RESTART_DELAY
+        while True:
+            process = self.process
+            if process is None:
+                return
+            started = time.monotonic()
+            returncode = process.wait()
+            if self._stopping.is_set():
+                return
+            self.deaths += 1
+            how = describe_exit(returncode)
+            try:
+                jobs = record_worker_death(self.config, Store(self.config.db_path), f"worker-{process.pid}", how)
+                limit = self.config.max_worker_deaths
+                held = ", ".join(f"{j.id} now {j.status} (death {j.deaths} of {limit})" for j in jobs)
+            except Exception:
+                held = f"its jobs could not be settled:\n{traceback.format_exc()}"
+            if time.monotonic() - started >= _STABLE_SECONDS:
+                delay = _FIRST_RESTART_DELAY
+            self._note(f"the worker (pid {process.pid}) {how}; {held or 'it held no job'}; restarting in {delay:g} s")
+            if self._stopping.wait(delay):
+                return
+            delay = min(delay * 2, _MAX_RESTART_DELAY)
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self._spawn()
+
+    def _note(self, message: str) -> None:
+        """Say something about the worker in the server's log and in `worker.log`."""
+        logger.warning("gradekit fine-tuning service: %s", message)
+        if self._log is not None:
+            with contextlib.suppress(ValueError, OSError):  # closed by stop() meanwhile
+                self._log.write(f"gradekit service: {message}\n".encode())
+                self._log.flush()
+
     @property
     def pid(self) -> int | None:
         """The worker's process id while it runs."""
-        return self.process.pid if self.process is not None and self.process.poll() is None else None
+        process = self.process
+        return process.pid if process is not None and process.poll() is None else None
 
     def stop(self) -> None:
         """SIGTERM (jobs pause at the end of their step), then SIGKILL after `shutdown_grace` seconds."""
-        process, self.process = self.process, None
+        with self._lock:
+            self._stopping.set()
+            process, self.process = self.process, None
         if process is not None:
             if process.poll() is None:
                 process.terminate()
@@ -379,6 +525,9 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=30.0)  # it may be settling a dead worker's jobs in the database
+            self._supervisor = None
         if self._log is not None:
             self._log.close()
             self._log = None
