@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gradekit.runtime.jsonl import loads
+
 __all__ = ["register"]
 
 
@@ -120,8 +122,12 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _read_event(source: str) -> Any:
+    """The event JSON from a file or stdin; a ValueError naming the source if it is not JSON (or too deep)."""
     text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    return json.loads(text)
+    try:
+        return loads(text)
+    except ValueError as e:
+        raise ValueError(f"{'stdin' if source == '-' else source}: the event is not JSON: {e}") from None
 
 
 def _invoke(args: argparse.Namespace) -> int:
