@@ -5,8 +5,10 @@ moves on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -74,6 +76,24 @@ def test_a_worker_death_counts_against_the_jobs_it_held(tmp_path: Path) -> None:
     assert (last["level"], last["message"]) == ("error", f"Fine-tuning job failed: {error['message']}")
     assert json.loads((run / "job.json").read_text())["status"] == "failed"  # the run folder agrees
     assert store.claim_next("worker-3", only_clean=True).id == "ftjob-e"  # type: ignore[union-attr]
+
+
+def test_a_database_from_before_the_death_count_gets_it(tmp_path: Path) -> None:
+    path = tmp_path / "service.db"
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, status TEXT NOT NULL, "
+            "model_name TEXT NOT NULL, object TEXT NOT NULL, spec TEXT NOT NULL, control TEXT, worker TEXT)"
+        )
+        row = _job("ftjob-old")
+        db.execute(
+            "INSERT INTO jobs (id, status, model_name, object, spec, worker) VALUES (?, ?, ?, ?, ?, ?)",
+            (row.id, row.status, row.model_name, json.dumps(row.object), json.dumps(row.spec), row.worker),
+        )
+    store = Store(path)
+    assert store.get_job("ftjob-old").deaths == 0  # type: ignore[union-attr]
+    assert store.count_death("ftjob-old", lambda r: r.with_object(status="queued")).deaths == 1  # type: ignore[union-attr]
+    assert Store(path).get_job("ftjob-old").deaths == 1  # type: ignore[union-attr]
 
 
 def test_exits_are_described() -> None:
