@@ -22,7 +22,9 @@ rejected with a hint to use ``^``; a number run into a letter, digit, ``_`` or `
 A name followed by ``(`` calls a function, any other name is a variable (so a grader may be called
 ``min``).  Functions: ``min(x, ...)`` and ``max(x, ...)`` take one or more arguments; ``abs``,
 ``floor``, ``ceil``, ``exp``, ``sqrt`` and ``log`` (natural logarithm) take exactly one.  Nesting
-deeper than `MAX_DEPTH` levels (parentheses, signs, exponents, calls) is rejected.
+deeper than `MAX_DEPTH` levels (parentheses, signs, exponents, calls), and a formula longer than
+`MAX_FORMULA_CHARS` characters, are rejected (both bounds live in `gradekit.graders.limits`).
+Compiling takes time and memory linear in the formula's length.
 
 `Formula(source, names)` raises `FormulaError` (a `ValueError` with the 0-based offset `position`) for
 a syntax error, an unknown function, a wrong number of arguments, a literal too large for a float, or,
@@ -33,7 +35,8 @@ that fails, such as ``1 / 0``, is not a syntax error: it is a maths error for ev
 
 Evaluation semantics.  All values are IEEE-754 doubles and operations are evaluated left to right as
 parsed.  Every intermediate result must be finite; the following are maths errors, raised as
-`FormulaMathError` (an `ArithmeticError`) naming the sub-expression, e.g. ``division by zero in 'a / b'``:
+`FormulaMathError` (an `ArithmeticError`) naming the sub-expression, e.g. ``division by zero in 'a / b'``
+(a sub-expression longer than 120 characters is quoted by its two ends):
 
 * ``x / 0`` (also ``x / -0.0``, and ``0 / 0``);
 * ``log(x)`` for ``x <= 0``; ``sqrt(x)`` for ``x < 0`` (``sqrt(-0.0)`` is ``-0.0``, not an error);
@@ -60,6 +63,7 @@ samples that hit a maths error; like `evaluate` it raises for non-numbers and mi
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -67,7 +71,9 @@ from dataclasses import dataclass, field, replace
 from math import isfinite
 from typing import Final, Literal, NamedTuple
 
-__all__ = ["FUNCTIONS", "MAX_DEPTH", "Formula", "FormulaError", "FormulaMathError"]
+from .limits import MAX_FORMULA_CHARS, MAX_FORMULA_DEPTH
+
+__all__ = ["FUNCTIONS", "MAX_DEPTH", "MAX_FORMULA_CHARS", "Formula", "FormulaError", "FormulaMathError"]
 
 #: Function names and their (minimum, maximum) argument counts; None means no maximum.
 FUNCTIONS: Final[dict[str, tuple[int, int | None]]] = {
@@ -81,8 +87,8 @@ FUNCTIONS: Final[dict[str, tuple[int, int | None]]] = {
     "sqrt": (1, 1),
 }
 
-#: Deepest nesting of parentheses, signs, exponents and calls a formula may have.
-MAX_DEPTH: Final[int] = 64
+#: Deepest nesting of parentheses, signs, exponents and calls a formula may have (`limits.MAX_FORMULA_DEPTH`).
+MAX_DEPTH: Final[int] = MAX_FORMULA_DEPTH
 
 _PREFIX: Final[str] = "calculate_output: "
 # Substituted for a sample's value once that sample is known to fail; the sample is re-evaluated alone.
@@ -368,12 +374,31 @@ _Binary = Callable[[float, float], float]
 _Unary = Callable[[float], float]
 
 
-def _overflow(text: str) -> FormulaMathError:
-    return FormulaMathError(f"overflow in '{text}'")
+# The source text an error message quotes, made only when a message needs it: slicing it eagerly for every
+# chain step made compiling quadratic in the formula's length.
+_Text = Callable[[], str]
+#: Longest sub-expression quoted whole in a maths error; longer ones keep both ends.
+_QUOTE_CHARS: Final[int] = 120
 
 
-def _binary_op(op: str, text: str) -> _Binary:
-    """The checked scalar operation for a chain step whose text (from the chain start) is `text`."""
+def _quote(source: str, start: int, end: int) -> str:
+    if end - start <= _QUOTE_CHARS:
+        return source[start:end]
+    half = (_QUOTE_CHARS - 5) // 2
+    return f"{source[start : start + half]} ... {source[end - half : end]}"
+
+
+def _span(source: str, start: int, end: int) -> _Text:
+    """The text of `source[start:end]` for a message, sliced when asked for."""
+    return functools.partial(_quote, source, start, end)
+
+
+def _overflow(text: _Text) -> FormulaMathError:
+    return FormulaMathError(f"overflow in '{text()}'")
+
+
+def _binary_op(op: str, text: _Text) -> _Binary:
+    """The checked scalar operation for a chain step whose text (from the chain start) is `text()`."""
     if op == "+":
 
         def add(x: float, y: float) -> float:
@@ -404,7 +429,7 @@ def _binary_op(op: str, text: str) -> _Binary:
 
     def div(x: float, y: float) -> float:
         if y == 0.0:
-            raise FormulaMathError(f"division by zero in '{text}'")
+            raise FormulaMathError(f"division by zero in '{text()}'")
         result = x / y
         if isfinite(result):
             return result
@@ -413,12 +438,12 @@ def _binary_op(op: str, text: str) -> _Binary:
     return div
 
 
-def _pow_op(text: str) -> _Binary:
+def _pow_op(text: _Text) -> _Binary:
     def power(x: float, y: float) -> float:
         if x == 0.0 and y < 0.0:
-            raise FormulaMathError(f"zero raised to a negative power in '{text}'")
+            raise FormulaMathError(f"zero raised to a negative power in '{text()}'")
         if x < 0.0 and not y.is_integer():
-            raise FormulaMathError(f"negative base raised to a non-integer power in '{text}'")
+            raise FormulaMathError(f"negative base raised to a non-integer power in '{text()}'")
         try:
             result = x**y
         except OverflowError:
@@ -430,7 +455,7 @@ def _pow_op(text: str) -> _Binary:
     return power
 
 
-def _function_op(func: str, text: str) -> _Unary:
+def _function_op(func: str, text: _Text) -> _Unary:
     """The checked scalar version of a one-argument function."""
     if func == "abs":
         return abs
@@ -451,14 +476,14 @@ def _function_op(func: str, text: str) -> _Unary:
 
         def sqrt(x: float) -> float:
             if x < 0.0:
-                raise FormulaMathError(f"square root of a negative number ({x!r}) in '{text}'")
+                raise FormulaMathError(f"square root of a negative number ({x!r}) in '{text()}'")
             return math.sqrt(x)
 
         return sqrt
 
     def log(x: float) -> float:
         if x <= 0.0:
-            raise FormulaMathError(f"logarithm of a non-positive number ({x!r}) in '{text}'")
+            raise FormulaMathError(f"logarithm of a non-positive number ({x!r}) in '{text()}'")
         return math.log(x)
 
     return log
@@ -499,7 +524,7 @@ def _compile_scalar(node: _Node, source: str) -> _Scalar:
     if isinstance(node, _Chain):
         first = _compile_scalar(node.first, source)
         steps = tuple(
-            (_binary_op(op, source[node.start : end]), _compile_scalar(operand, source))
+            (_binary_op(op, _span(source, node.start, end)), _compile_scalar(operand, source))
             for op, operand, end in node.steps
         )
 
@@ -511,7 +536,7 @@ def _compile_scalar(node: _Node, source: str) -> _Scalar:
 
         return chain
     if isinstance(node, _Pow):
-        power = _pow_op(source[node.start : node.end])
+        power = _pow_op(_span(source, node.start, node.end))
         base, exponent = _compile_scalar(node.base, source), _compile_scalar(node.exponent, source)
         return lambda env: power(base(env), exponent(env))
     args = tuple(_compile_scalar(arg, source) for arg in node.args)
@@ -520,7 +545,7 @@ def _compile_scalar(node: _Node, source: str) -> _Scalar:
         if len(args) == 1:
             return args[0]
         return lambda env: pick([arg(env) for arg in args])
-    func, (arg,) = _function_op(node.func, source[node.start : node.end]), args
+    func, (arg,) = _function_op(node.func, _span(source, node.start, node.end)), args
     return lambda env: func(arg(env))
 
 
@@ -614,8 +639,8 @@ def _scaled(node: _Node) -> tuple[float, _Node, bool] | None:
     return None
 
 
-def _make_step(op: str, operand: _Node, text: str, source: str) -> _Step:
-    """The column version of `acc <op> operand`; `text` is the step's source text for messages."""
+def _make_step(op: str, operand: _Node, text: _Text, source: str) -> _Step:
+    """The column version of `acc <op> operand`; `text()` is the step's source text for messages."""
     checked = _binary_op(op, text)
     if isinstance(operand, _Num):
         k = operand.value
@@ -658,7 +683,7 @@ def _make_step(op: str, operand: _Node, text: str, source: str) -> _Step:
     return divide
 
 
-def _make_head(k: float, op: str, operand: _Node, text: str, source: str) -> _Columns | None:
+def _make_head(k: float, op: str, operand: _Node, text: _Text, source: str) -> _Columns | None:
     """The column version of `k <op> operand` for a literal k, or None if there is no fast form."""
     scaled = _scaled(operand) if op in "+-" else None
     if isinstance(operand, _Num) or scaled is not None:
@@ -687,12 +712,12 @@ def _compile_chain_columns(node: _Chain, source: str, checked: bool) -> _Columns
     head: _Columns | None = None
     if isinstance(node.first, _Num):
         op, operand, end = steps[0]
-        head = _make_head(node.first.value, op, operand, source[node.start : end], source)
+        head = _make_head(node.first.value, op, operand, _span(source, node.start, end), source)
         if head is not None:
             del steps[0]
     if head is None:
         head = _compile_columns(node.first, source, checked=False)
-    compiled = tuple(_make_step(op, operand, source[node.start : end], source) for op, operand, end in steps)
+    compiled = tuple(_make_step(op, operand, _span(source, node.start, end), source) for op, operand, end in steps)
 
     def chain(ctx: _Context) -> list[float]:
         acc = head(ctx)
@@ -713,7 +738,7 @@ def _compile_chain_columns(node: _Chain, source: str, checked: bool) -> _Columns
 
 
 def _compile_pow_columns(node: _Pow, source: str) -> _Columns:
-    checked = _pow_op(source[node.start : node.end])
+    checked = _pow_op(_span(source, node.start, node.end))
     base_columns, exponent_columns = (
         _compile_columns(node.base, source),
         _compile_columns(node.exponent, source),
@@ -793,7 +818,7 @@ def _compile_function_columns(node: _Call, source: str) -> _Columns:
     if func in ("floor", "ceil"):
         rounding = math.floor if func == "floor" else math.ceil
         return lambda ctx: list(map(float, map(rounding, arg(ctx))))
-    checked = _function_op(func, source[node.start : node.end])
+    checked = _function_op(func, _span(source, node.start, node.end))
     fast = {"exp": math.exp, "sqrt": math.sqrt, "log": math.log}[func]
 
     def function(ctx: _Context) -> list[float]:
@@ -859,6 +884,11 @@ class Formula:
     def __init__(self, source: str, names: Iterable[str] | None = None) -> None:
         if not isinstance(source, str):
             raise TypeError(f"{_PREFIX}formula must be a str, not {type(source).__name__}")
+        if len(source) > MAX_FORMULA_CHARS:
+            raise _syntax_error(
+                f"formula is {len(source):,} characters long; the limit is MAX_FORMULA_CHARS ({MAX_FORMULA_CHARS:,})",
+                MAX_FORMULA_CHARS,
+            )
         self._names = None if names is None else frozenset(names)
         parser = _Parser(source, self._names)
         tree = _fold(parser.parse(), source)
