@@ -478,8 +478,8 @@ def _worker_isolate(config: dict[str, Any], private_fds: tuple[int, ...]) -> tup
 
     nosuid, nodev, noexec, bind = 2, 4, 8, 4096
     set_mount("/", 0, 0, True, 1 << 18)  # MS_PRIVATE: nothing mounted here reaches the server's view
-    root, scratch = config["tmp_root"], []
-    if mapped:  # a private, sized tmpfs over the temp root (and /dev/shm): other graders' files are not there
+    root, scratch = config["tmp_root"], []  # the parent of every worker's temp directory: ours goes over it
+    if mapped:  # a private, sized tmpfs over it (and /dev/shm): other graders' files are not there
         options = f"size={config['tmp_bytes']},mode=0700"
         scratch = [
             d for d in (root, "/dev/shm") if os.path.isdir(d) and mount("tmpfs", d, "tmpfs", nosuid | nodev, options)
@@ -786,8 +786,9 @@ _FRAME_SLACK = 64 * 1024
 #: Characters of captured output put in front of a runtime error's traceback.
 _OUTPUT_IN_DETAIL = 2000
 _BAD_SOURCES_KEPT = 256
-#: Workers' temp directories are named `<prefix><pool's pid>-...`, so a later pool can remove a dead one's.
-_TMP_PREFIX = "gradekit-sandbox-"
+#: Workers' temp directories are `<system temp>/gradekit-sandboxes-<uid>/<pool's pid>-...`: a later pool can
+#: remove a dead one's, and a worker mounts its own over that parent, hiding every other worker's.
+_TMP_PARENT = "gradekit-sandboxes-"
 
 
 @functools.cache
@@ -800,15 +801,16 @@ def _worker_program() -> str:
 
 
 def _temp_root() -> str:
-    """The directory a worker sees as its private temp directory: the system one (unless that is `/`)."""
-    root = tempfile.gettempdir()
-    return root if os.path.realpath(root) != "/" else tempfile.mkdtemp(prefix=_TMP_PREFIX)
+    """The parent of this user's workers' temp directories, which a worker sees as its private temp directory."""
+    root = os.path.join(tempfile.gettempdir(), f"{_TMP_PARENT}{os.getuid()}")
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    return root
 
 
 def _remove_stale_tmpdirs() -> None:
     """Delete the temp directories of workers whose pool process is gone (killed before it could clean up)."""
-    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{_TMP_PREFIX}*-*")):
-        owner = os.path.basename(path)[len(_TMP_PREFIX) :].split("-", 1)[0]
+    for path in glob.glob(os.path.join(_temp_root(), "*-*")):
+        owner = os.path.basename(path).split("-", 1)[0]
         if not owner.isdigit() or int(owner) == os.getpid():
             continue
         try:
@@ -900,7 +902,7 @@ class _Worker:
 
     def __init__(self, options: _Options) -> None:
         self.options = options
-        self.tmpdir = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-")
+        self.tmpdir = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=_temp_root())
         env = {**options.env, "HOME": self.tmpdir, "TMPDIR": self.tmpdir}
         try:
             self.proc = subprocess.Popen(

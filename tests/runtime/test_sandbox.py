@@ -43,7 +43,8 @@ def _children() -> set[int]:
 
 def _worker_dirs() -> list[str]:
     """The temp directories this process's workers have on the host."""
-    return glob.glob(os.path.join(tempfile.gettempdir(), f"gradekit-sandbox-{os.getpid()}-*"))
+    parent = os.path.join(tempfile.gettempdir(), f"gradekit-sandboxes-{os.getuid()}")
+    return glob.glob(os.path.join(parent, f"{os.getpid()}-*"))
 
 
 def _grade(
@@ -681,3 +682,14 @@ def test_options_are_checked() -> None:
     with SandboxPool(workers=1) as pool:
         assert asyncio.run(pool.run(PythonGrader(name="t", source=ODD_RESULTS), [], [])) == []
         assert pool.pids == []
+
+
+def test_packages_under_the_system_temp_directory_stay_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A checkout or venv under /tmp (as a CI clone may be): the worker's private temp directory must not hide it.
+    with tempfile.TemporaryDirectory() as place:
+        Path(place, "gk_temp_module.py").write_text("VALUE = 4.5\n")
+        monkeypatch.setenv("PYTHONPATH", place)
+        monkeypatch.syspath_prepend(place)
+        with SandboxPool(workers=1) as pool:
+            source = "import gk_temp_module\ndef grade(sample, item):\n    return gk_temp_module.VALUE\n"
+            assert _values(_grade(pool, source, [0])) == [4.5]
