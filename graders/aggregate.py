@@ -8,6 +8,7 @@ from typing import Any
 
 from .errors import ERROR_FLAGS
 from .results import BatchResult, RunResult, SampleNotes
+from .safety import json_safe
 
 
 @dataclass(slots=True)
@@ -78,21 +79,23 @@ class Aggregate:
         return self.rewards.n
 
     def summary(self) -> dict[str, Any]:
-        """A JSON-ready summary; `errors[grader][flag]` holds `count` and `rate` (count / samples)."""
+        """A JSON-ready summary (encodable as UTF-8); `errors[grader][flag]` holds `count` and `rate`."""
         n = self.count
-        return {
-            "count": n,
-            "reward_mean": self.rewards.mean,
-            "reward_std": self.rewards.std,
-            "graders": {k: {"reward_mean": m.mean, "reward_std": m.std} for k, m in self.graders.items()},
-            "errors": {
-                grader: {
-                    flag: {"count": flags[flag], "rate": flags[flag] / n if n else 0.0}
-                    for flag in ERROR_FLAGS
-                    if flag in flags
-                }
-                for grader, flags in self.errors.items()
-            },
-            "failed_samples": self.failed_samples,
-            "failed_rate": self.failed_samples / n if n else 0.0,
-        }
+        return json_safe(
+            {
+                "count": n,
+                "reward_mean": self.rewards.mean,
+                "reward_std": self.rewards.std,
+                "graders": {k: {"reward_mean": m.mean, "reward_std": m.std} for k, m in self.graders.items()},
+                "errors": {
+                    grader: {
+                        flag: {"count": flags[flag], "rate": flags[flag] / n if n else 0.0}
+                        for flag in ERROR_FLAGS
+                        if flag in flags
+                    }
+                    for grader, flags in self.errors.items()
+                },
+                "failed_samples": self.failed_samples,
+                "failed_rate": self.failed_samples / n if n else 0.0,
+            }
+        )  # type: ignore[no-any-return]

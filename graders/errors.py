@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Final, Literal, get_args
 
+from .limits import MAX_MESSAGE_CHARS
+from .safety import clean_text, cut
+
 ErrorFlag = Literal[
     "formula_parse_error",
     "sample_parse_error",
@@ -36,7 +39,8 @@ class GraderValidationError(ValueError):
     """A grader definition is invalid; `problems` lists every problem found, each naming its field."""
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems)
+        # Problems quote the definition, which arrives over HTTP: keep them short and encodable as UTF-8.
+        self.problems = [clean_text(cut(str(p), MAX_MESSAGE_CHARS)) for p in problems]
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid grader ({len(self.problems)} problem(s)):\n{lines}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import builtins
 import inspect
+import re
 import textwrap
 import types
 from pathlib import Path
@@ -15,6 +16,7 @@ from .base import Grader
 from .batch import Path as TemplatePath
 from .functions import FunctionGrader
 from .models import Multi, PythonGrader, ToolCall, compile_template
+from .safety import json_safe
 
 
 class ExportError(ValueError):
@@ -25,7 +27,7 @@ def to_openai(grader: GraderLike) -> dict[str, Any]:
     """OpenAI-accepted JSON for `grader`; raises `ExportError` saying why when that is impossible."""
     g = load_grader(grader)
     if isinstance(g, Multi):
-        return {**g.to_json(), "graders": {k: to_openai(sub) for k, sub in g.graders.items()}}
+        return json_safe({**g.to_json(), "graders": {k: to_openai(sub) for k, sub in g.graders.items()}})  # type: ignore[no-any-return]
     if isinstance(g, FunctionGrader):
         return _checked(PythonGrader(name=g.name, source=function_source(g)))
     if isinstance(g, ToolCall):
@@ -111,15 +113,35 @@ def _path_expr(source: str | None, field: str) -> str:
     return f"_lookup({{'sample': sample, 'item': item}}, {list(path)!r})"
 
 
+_GRADING_ERROR = (
+    "class GradingError(Exception):\n"
+    "    def __init__(self, flag, message, detail=None):\n"
+    "        super().__init__(f'{flag}: {message}')\n"
+)
+_RELATIVE_IMPORT = re.compile(r"^from \.(\w+) import [^\n]+\n", re.MULTILINE)
+
+
+def _inlined(module: str, done: set[str]) -> str:
+    """The text of gradekit.graders.`module` with its imports of sibling modules replaced by their text.
+
+    Each sibling is inlined once (before its first user); `errors` becomes a one-class stand-in.
+    """
+    text = (Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8")
+    text = text.replace("from __future__ import annotations\n", "")
+
+    def inline(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in done:
+            return ""
+        done.add(name)
+        return _GRADING_ERROR if name == "errors" else _inlined(name, done)
+
+    return _RELATIVE_IMPORT.sub(inline, text)
+
+
 def tool_call_source(g: ToolCall) -> str:
-    """Self-contained `python` grader source for a `tool_call` grader (its matcher inlined)."""
-    module = (Path(__file__).parent / "tool_calls.py").read_text(encoding="utf-8")
-    module = module.replace("from __future__ import annotations\n", "").replace(
-        "from .errors import GradingError\n",
-        "class GradingError(Exception):\n"
-        "    def __init__(self, flag, message, detail=None):\n"
-        "        super().__init__(f'{flag}: {message}')\n",
-    )
+    """Self-contained `python` grader source for a `tool_call` grader (its matcher and helpers inlined)."""
+    module = _inlined("tool_calls", {"tool_calls"})
     return "\n".join(
         [
             module,

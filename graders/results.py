@@ -9,6 +9,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from .errors import DETAIL_FIELDS, ERROR_FLAGS, ErrorFlag, truncate_detail
+from .limits import MAX_MESSAGE_CHARS
+from .safety import clean_text, cut, json_safe
 
 _FROZEN = ConfigDict(frozen=True, protected_namespaces=())
 
@@ -86,11 +88,17 @@ class SampleNotes:
     usage_per_model: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def fail(self, grader: str, flag: ErrorFlag, message: str, detail: str | None = None) -> None:
-        """Record a failure of `grader` with one flag; the first message per grader is kept."""
+        """Record a failure of `grader` with one flag; the first message per grader is kept.
+
+        Texts are kept encodable as UTF-8 (lone surrogates become U+FFFD) and cut to `MAX_MESSAGE_CHARS`
+        (details to `MAX_DETAIL_CHARS`), whatever a sample or user code put in them.
+        """
         self.errors[flag] = True
-        if flag in DETAIL_FIELDS and detail is not None:
-            self.errors.setdefault(DETAIL_FIELDS[flag], truncate_detail(detail))
-        self.failures.setdefault(grader, (flag, message))
+        if flag in DETAIL_FIELDS and detail is not None and DETAIL_FIELDS[flag] not in self.errors:
+            self.errors[DETAIL_FIELDS[flag]] = clean_text(truncate_detail(str(detail)))
+        grader = clean_text(str(grader))
+        if grader not in self.failures:
+            self.failures[grader] = (flag, clean_text(cut(str(message), MAX_MESSAGE_CHARS)))
 
     def merge(self, other: SampleNotes, key: str | None = None) -> None:
         """Fold a sub-grader's notes into these (scores nest under the sub-grader's key)."""
@@ -154,7 +162,8 @@ class Outcome:
 def _errors_model(notes: SampleNotes | None) -> GraderErrors:
     if notes is None or not notes.errors:
         return _NO_ERRORS
-    return GraderErrors(**notes.errors)
+    fields = GraderErrors.model_fields
+    return GraderErrors(**{k: json_safe(v) for k, v in notes.errors.items() if k in fields})
 
 
 _NO_ERRORS = GraderErrors()
@@ -163,21 +172,24 @@ _NO_ERRORS = GraderErrors()
 def make_result(
     name: str, type_: str, reward: float, sub: dict[str, float], notes: SampleNotes | None, seconds: float
 ) -> RunResult:
-    """Assemble the OpenAI-shaped result of one sample."""
+    """Assemble the OpenAI-shaped result of one sample; every text and score in it encodes as UTF-8 JSON."""
     scores: dict[str, Any] = dict(notes.scores) if notes else {}
     if notes and notes.failures:
         scores["error_details"] = {g: {"flag": flag, "message": m} for g, (flag, m) in notes.failures.items()}
+    usage = notes.usage_per_model if notes else {}
+    token_usage = notes.token_usage if notes else None
+    model = notes.sampled_model_name if notes else None
     return RunResult(
         reward=reward,
-        sub_rewards=sub,
-        model_grader_token_usage_per_model=dict(notes.usage_per_model) if notes else {},
+        sub_rewards=json_safe(sub) if sub else {},
+        model_grader_token_usage_per_model=json_safe(usage) if usage else {},
         metadata=GraderMetadata(
-            name=name,
-            type=type_,
+            name=clean_text(name),
+            type=clean_text(type_),
             execution_time=seconds,
-            scores=scores,
-            token_usage=notes.token_usage if notes else None,
-            sampled_model_name=notes.sampled_model_name if notes else None,
+            scores=json_safe(scores) if scores else scores,
+            token_usage=token_usage if type(token_usage) is int else None,
+            sampled_model_name=clean_text(model) if isinstance(model, str) else None,
             errors=_errors_model(notes),
         ),
     )
