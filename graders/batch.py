@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
 from .errors import GradingError
-from .samples import SampleInput, make_sample, parse_json_output
+from .frozen import freeze
+from .safety import NestingError, dumps_json, exception_text
+from .samples import SampleInput, UnparsedJSON, frozen_sample, parse_json_output
 
 Step = str | int
 Path = tuple[Step, ...]
@@ -78,15 +79,35 @@ def all_text(values: list[Any]) -> bool:
     return True
 
 
+class UnrenderableError(ValueError):
+    """A value a template cannot print: nested past `MAX_JSON_DEPTH`, an int too long, or a failing `str()`."""
+
+
 def to_text(value: Any) -> str:
-    """How a template renders a value: strings as they are, anything else as JSON."""
-    return value if type(value) is str else json.dumps(value, ensure_ascii=False)
+    """How a template renders a value: strings as they are, anything else as JSON (`str()` if not JSON).
+
+    Raises `UnrenderableError` for a value that cannot be printed.
+    """
+    if type(value) is str:
+        return value
+    try:
+        return dumps_json(value)
+    except NestingError as e:
+        raise UnrenderableError(str(e)) from None
+    except ValueError as e:  # an int of more digits than Python prints
+        raise UnrenderableError(exception_text(e)) from None
+    except TypeError:  # not a JSON type: its str(), as jinja2 prints it
+        pass
+    try:
+        return str(value)
+    except Exception as e:
+        raise UnrenderableError(exception_text(e)) from None
 
 
 class Batch:
     """Samples and items of one grading call; templates read it column by column."""
 
-    __slots__ = ("_all_str", "_cols", "_dicts", "items", "n", "samples")
+    __slots__ = ("_all_str", "_cols", "_dicts", "_frozen", "items", "n", "samples")
 
     def __init__(self, samples: Sequence[SampleInput], items: Sequence[Mapping[str, Any] | None]) -> None:
         if len(samples) != len(items):
@@ -98,6 +119,7 @@ class Batch:
         self._dicts: list[dict[str, Any] | GradingError] | None = None
         self._cols: dict[Path, Column] = {}
         self._all_str: bool | None = None
+        self._frozen: tuple[list[Any], list[Any]] | None = None
 
     def item(self, i: int) -> Any:
         """The item of sample `i` (`{}` when none was given)."""
@@ -111,17 +133,51 @@ class Batch:
         return self._all_str
 
     def sample_dicts(self) -> list[dict[str, Any] | GradingError]:
-        """Each sample as its `sample` dict, or the error that kept it from being built."""
+        """Each sample as its read-only `sample` dict (`frozen.FrozenDict`), or the error that kept it from being built.
+
+        Read-only deep copies: no grader can change what the caller passed in, nor (short of
+        `dict.__setitem__` on the copy) what the next grader of the batch sees.
+        """
         if self._dicts is None:
             out: list[dict[str, Any] | GradingError] = []
             with _gc_paused():
                 for s in self.samples:
                     try:
-                        out.append(make_sample(s))
+                        out.append(frozen_sample(s))
                     except GradingError as e:
                         out.append(e)
+                    except Exception as e:  # a hostile Mapping or sequence given as the sample
+                        reason = f"the sample cannot be read: {exception_text(e)}"
+                        out.append(GradingError("sample_parse_error", reason))
             self._dicts = out
         return self._dicts
+
+    def frozen_inputs(self) -> tuple[list[dict[str, Any] | GradingError], list[Any]]:
+        """The sample dicts (or errors) and read-only deep copies of the items, for user code in this process.
+
+        Made once per batch and shared by the batch's graders (see `sample_dicts`).
+        """
+        if self._frozen is None:
+            samples = self.sample_dicts()
+            with _gc_paused():
+                items = [freeze({} if it is None else it) for it in self.items]
+            self._frozen = (samples, items)
+        return self._frozen
+
+    def json_notes(self) -> dict[int, str]:
+        """Samples whose output was JSON nested too deeply to parse (`output_json` is `{}`), and why.
+
+        Only samples whose `output_json` was needed by a grader are looked at (nothing is parsed here).
+        """
+        notes: dict[int, str] = {}
+        col = self._cols.get(("sample", "output_json"))
+        if col is not None and UnparsedJSON in set(map(type, col.values)):
+            notes.update((i, v.reason) for i, v in enumerate(col.values) if type(v) is UnparsedJSON)
+        if self._dicts is not None:
+            for i, d in enumerate(self._dicts):
+                if isinstance(d, dict) and type(d.get("output_json")) is UnparsedJSON:
+                    notes[i] = UnparsedJSON.reason
+        return notes
 
     def sample_errors(self) -> dict[int, GradingError]:
         """Samples that could not be turned into a `sample` dict."""
@@ -150,7 +206,7 @@ class Batch:
         if not failures:
             try:
                 return Column(list(map(itemgetter(step), parent.values)), failures)
-            except (KeyError, IndexError, TypeError):
+            except Exception:  # a missing key, or a value that is no container: sorted out per sample below
                 pass
         values = []
         for i, v in enumerate(parent.values):
@@ -159,11 +215,16 @@ class Batch:
                 continue
             try:
                 values.append(_lookup(v, step))
-            except (KeyError, IndexError, TypeError):
-                failures[i] = GradingError(
-                    "invalid_variable_error",
-                    f"template variable `{path_text(path)}` is undefined for this sample",
-                )
+            except Exception:
+                if type(v) is UnparsedJSON:
+                    failures[i] = GradingError(
+                        "sample_parse_error", f"template variable `{path_text(path)}`: {v.reason}"
+                    )
+                else:
+                    failures[i] = GradingError(
+                        "invalid_variable_error",
+                        f"template variable `{path_text(path)}` is undefined for this sample",
+                    )
                 values.append(_MISSING)
         return Column(values, failures)
 

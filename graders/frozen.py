@@ -10,7 +10,6 @@ goes around the guard (`dict.__setitem__(item, ...)`) changes nothing the caller
 from __future__ import annotations
 
 import copy
-import itertools
 from typing import Any, NoReturn
 
 __all__ = ["FrozenDict", "FrozenList", "freeze"]
@@ -60,8 +59,6 @@ class FrozenList(list[Any]):
 
 
 _CONTAINERS = (dict, list, tuple)
-# `map(isinstance, values, _ANY_CONTAINER)` checks a whole container's items in C.
-_ANY_CONTAINER = itertools.repeat(_CONTAINERS)
 _PENDING: Any = object()
 
 
@@ -90,25 +87,28 @@ def freeze(value: Any) -> Any:
 
 
 def _freeze_quick(value: Any, depth: int, budget: list[int]) -> Any:
-    # Containers holding only scalars (most samples and items) cost one C-level copy each.
+    # Plain recursion: about twice as fast as the iterative copy on the small samples and items that are
+    # the common case. Empty containers (a sample's `output_tools`, `choices`) cost no call.
     budget[0] -= 1
     if depth <= 0 or budget[0] <= 0:
         raise _Fallback
     if isinstance(value, dict):
         out: Any = FrozenDict(value)
-        if any(map(isinstance, value.values(), _ANY_CONTAINER)):
-            for key, child in value.items():
-                if isinstance(child, _CONTAINERS):
-                    dict.__setitem__(out, key, _freeze_quick(child, depth - 1, budget))
+        for key, child in value.items():
+            if isinstance(child, _CONTAINERS):
+                dict.__setitem__(out, key, _freeze_quick(child, depth - 1, budget) if child else _empty(child))
         return out
     if isinstance(value, list):
         out = FrozenList(value)
-        if any(map(isinstance, value, _ANY_CONTAINER)):
-            for index, child in enumerate(value):
-                if isinstance(child, _CONTAINERS):
-                    list.__setitem__(out, index, _freeze_quick(child, depth - 1, budget))
+        for index, child in enumerate(value):
+            if isinstance(child, _CONTAINERS):
+                list.__setitem__(out, index, _freeze_quick(child, depth - 1, budget) if child else _empty(child))
         return out
     return tuple(_freeze_quick(c, depth - 1, budget) if isinstance(c, _CONTAINERS) else c for c in value)
+
+
+def _empty(value: Any) -> Any:
+    return FrozenDict() if isinstance(value, dict) else FrozenList() if isinstance(value, list) else value
 
 
 def _freeze_iterative(value: Any) -> Any:

@@ -2,23 +2,47 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from .errors import GradingError
+from .frozen import FrozenDict, FrozenList, freeze
+from .limits import MAX_JSON_DEPTH
+from .safety import NestingError, describe, loads_json
 
 SampleInput = str | Mapping[str, Any] | list[Any] | GradingError
 
+#: Why `output_json` is empty for a model output that is JSON nested past the bound.
+TOO_DEEP_MESSAGE: Final[str] = (
+    f"the model output is JSON nested deeper than MAX_JSON_DEPTH ({MAX_JSON_DEPTH}) levels; "
+    "output_json is {} (output_text is unchanged)"
+)
+
+
+class UnparsedJSON(FrozenDict):
+    """The empty `output_json` of an output that is JSON but nests past `MAX_JSON_DEPTH`: `{}`, with a reason.
+
+    It equals `{}` and renders as `{}`; a template path into it fails with `sample_parse_error` and this
+    reason instead of `invalid_variable_error`. Read-only, like every sample a grader sees.
+    """
+
+    __slots__ = ()
+    reason: Final[str] = TOO_DEEP_MESSAGE
+
 
 def parse_json_output(text: str) -> Any:
-    """`output_json` for a model output string: the parsed object or array, else `{}`."""
+    """`output_json` for a model output string: the parsed object or array, else `{}`.
+
+    Never raises and never recurses deeper than `MAX_JSON_DEPTH`: deeper JSON gives an `UnparsedJSON`.
+    """
     s = text.lstrip()
     if not s or s[0] not in "{[":
         return {}
     try:
-        value = json.loads(s)
-    except ValueError:
+        value = loads_json(s)
+    except NestingError:
+        return UnparsedJSON()
+    except ValueError:  # not JSON, or an int of more digits than Python reads
         return {}
     return value if isinstance(value, dict | list) else {}
 
@@ -36,16 +60,16 @@ def _content_text(content: Any) -> str:
             elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
                 parts.append(part["text"])
             else:
-                raise GradingError("sample_parse_error", f"message content part is not text: {part!r:.200}")
+                raise GradingError("sample_parse_error", f"message content part is not text: {describe(part)}")
         return "".join(parts)
-    raise GradingError("sample_parse_error", f"message content is not text: {content!r:.200}")
+    raise GradingError("sample_parse_error", f"message content is not text: {describe(content)}")
 
 
 def _from_message(message: Mapping[str, Any], choices: list[Any]) -> dict[str, Any]:
     text = _content_text(message.get("content"))
     tool_calls = message.get("tool_calls") or []
     if not isinstance(tool_calls, list):
-        raise GradingError("sample_parse_error", f"message tool_calls is not a list: {tool_calls!r:.200}")
+        raise GradingError("sample_parse_error", f"message tool_calls is not a list: {describe(tool_calls)}")
     return {
         "output_text": text,
         "output_json": parse_json_output(text),
@@ -98,3 +122,20 @@ def make_sample(output: SampleInput) -> dict[str, Any]:
                 return _from_message(message, [{"index": 0, "message": dict(message), "finish_reason": "stop"}])
         raise GradingError("sample_parse_error", "message list has no `assistant` message")
     raise GradingError("sample_parse_error", f"cannot build a sample from {type(output).__name__}")
+
+
+def frozen_sample(output: SampleInput) -> FrozenDict:
+    """`make_sample(output)` as a read-only deep copy (what graders get); raises GradingError likewise."""
+    if type(output) is str:  # the common case, built read-only directly
+        parsed = parse_json_output(output)
+        return FrozenDict(
+            output_text=output,
+            output_json=parsed if type(parsed) is UnparsedJSON else freeze(parsed),
+            output_tools=FrozenList(),
+            choices=FrozenList(),
+        )
+    sample = make_sample(output)
+    frozen: FrozenDict = freeze(sample)
+    if type(sample.get("output_json")) is UnparsedJSON:  # keep the marker (freeze makes a plain copy)
+        dict.__setitem__(frozen, "output_json", sample["output_json"])
+    return frozen

@@ -13,6 +13,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 
 from .errors import GradingError
+from .limits import MAX_JSON_DEPTH
+from .safety import loads_json, nesting_exceeds
 
 __all__ = ["ArgumentMode", "ToolCallScore", "score_tool_calls"]
 
@@ -79,14 +81,12 @@ def score_tool_calls(
     validators = _load_tools(tools) if arguments == "schema" else {}
     actual_calls = _load_calls(actual, "sample_parse_error", "actual", schema_mode=False)
 
+    # Arguments nest at most MAX_JSON_DEPTH levels (checked on loading), so the recursive comparison is bounded.
     judge = _Judge(arguments, actual_calls, validators)
-    try:
-        if ordered:
-            matched, details = _score_ordered(expected_calls, actual_calls, judge)
-        else:
-            matched, details = _score_unordered(expected_calls, actual_calls, judge)
-    except RecursionError:
-        raise GradingError("other_error", "tool call arguments are nested too deeply to compare") from None
+    if ordered:
+        matched, details = _score_ordered(expected_calls, actual_calls, judge)
+    else:
+        matched, details = _score_unordered(expected_calls, actual_calls, judge)
 
     denominator = max(len(expected_calls), len(actual_calls))
     reward = 1.0 if denominator == 0 else matched / denominator
@@ -129,6 +129,8 @@ def _load_calls(value: Any, flag: _InputFlag, side: str, *, schema_mode: bool) -
 
 def _parse_arguments(raw: Any, flag: _InputFlag, where: str) -> dict[Any, Any]:
     if isinstance(raw, Mapping):
+        if nesting_exceeds(dict(raw), MAX_JSON_DEPTH):
+            raise GradingError(flag, f"{where}: arguments nest deeper than MAX_JSON_DEPTH ({MAX_JSON_DEPTH}) levels")
         return dict(raw)
     if not isinstance(raw, str):
         raise GradingError(flag, f"{where}: arguments must be a JSON object string, got {_type_name(raw)}")
@@ -146,8 +148,8 @@ def _reject_constant(name: str) -> Any:
 
 def _loads(text: str, flag: _InputFlag, what: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
+        return loads_json(text, parse_constant=_reject_constant)
+    except ValueError as exc:  # also JSON nested past MAX_JSON_DEPTH
         raise GradingError(flag, f"{what} are not valid JSON ({exc}): {_show(text)}") from None
 
 
@@ -180,6 +182,8 @@ def _validator(schema: Any, tool: str) -> Draft202012Validator:
     where = f"tool {_label(tool)}: parameters"
     if not isinstance(schema, Mapping | bool):
         raise GradingError("other_error", f"{where} is not a JSON Schema but {_type_name(schema)}")
+    if nesting_exceeds(dict(schema) if isinstance(schema, Mapping) else schema, MAX_JSON_DEPTH):
+        raise GradingError("other_error", f"{where} nests deeper than MAX_JSON_DEPTH ({MAX_JSON_DEPTH}) levels")
     try:
         key = json.dumps(schema, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
