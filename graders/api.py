@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import os
 import re
 import time
@@ -17,10 +16,12 @@ from pydantic import ValidationError
 from .base import Grader
 from .batch import Batch
 from .errors import GraderValidationError
-from .executors import Env
+from .executors import Env, format_exception
 from .functions import FunctionGrader, import_reference
+from .limits import MAX_JSON_DEPTH
 from .models import GRADER_TYPES, LabelModel, grader_adapter
-from .results import BatchResult, RunResult
+from .results import BatchResult, Outcome, RunResult
+from .safety import exception_text, loads_json
 from .samples import SampleInput
 
 GraderLike = Grader | Mapping[str, Any] | str | os.PathLike[str]
@@ -53,8 +54,11 @@ def _read_file(path: Path) -> Any:
     if path.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
-        return yaml.safe_load(text)
-    return json.loads(text)
+        try:
+            return yaml.safe_load(text)
+        except RecursionError:
+            raise ValueError(f"YAML nests deeper than Python can parse (MAX_JSON_DEPTH is {MAX_JSON_DEPTH})") from None
+    return loads_json(text)
 
 
 def load_grader(source: GraderLike) -> Grader:
@@ -66,8 +70,8 @@ def load_grader(source: GraderLike) -> Grader:
         text = os.fspath(source)
         if text.lstrip().startswith("{"):
             try:
-                obj = json.loads(text)
-            except ValueError as e:
+                obj = loads_json(text)
+            except ValueError as e:  # also NestingError, past MAX_JSON_DEPTH
                 raise GraderValidationError([f"grader JSON does not parse: {e}"]) from None
         elif Path(text).is_file():
             try:
@@ -127,7 +131,9 @@ async def arun_batch(
     g = validate(grader)
     batch = Batch(samples, items if items is not None else [None] * len(samples))
     start = time.perf_counter()
-    outcome = await g.grade_batch(batch, env or _default_env())
+    outcome = await _grade(g, batch, env or _default_env())
+    for i, reason in batch.json_notes().items():
+        outcome.note(i).scores.setdefault("output_json_error", reason)
     for i, e in batch.sample_errors().items():
         # A sample that could not be built fails with that reason alone, whatever its graders made of it.
         outcome.notes[i] = None
@@ -140,6 +146,32 @@ async def arun_batch(
         sub_rewards=outcome.sub_rewards,
         execution_time=time.perf_counter() - start,
     )
+
+
+async def _grade(g: Grader, batch: Batch, env: Env) -> Outcome:
+    """`g.grade_batch`, except that a sample that makes grading raise fails alone with `other_error`.
+
+    Graders turn every failure they expect into a flag; this is the net under them. On an exception the
+    batch is graded again one sample at a time, so the other samples still get their rewards.
+    """
+    try:
+        return await g.grade_batch(batch, env)
+    except Exception as e:
+        error = e
+    outcome = Outcome.empty(batch.n)
+    for i in range(batch.n):
+        try:
+            if batch.n == 1:
+                raise error
+            single = await g.grade_batch(Batch([batch.samples[i]], [batch.items[i]]), env)
+        except Exception as e:
+            outcome.fail(i, g.name, "other_error", f"grading failed: {exception_text(e)}", format_exception(e))
+            continue
+        outcome.rewards[i] = single.rewards[0]
+        outcome.notes[i] = single.notes[0]
+        for key, column in single.sub_rewards.items():
+            outcome.sub_rewards.setdefault(key, [0.0] * batch.n)[i] = column[0]
+    return outcome
 
 
 def run_batch(

@@ -5,23 +5,38 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from .batch import Batch
 from .errors import GradingError
 from .executors import Env
+from .limits import MAX_JSON_DEPTH
 from .results import Outcome
+from .safety import describe, exception_text, json_safe, nesting_exceeds
 
 
 def coerce_reward(value: Any) -> float:
-    """A user-returned reward as a finite float; anything else is a `python_grader_runtime_error`."""
+    """A user-returned reward as a finite float; anything else is a `python_grader_runtime_error`.
+
+    Never raises anything else: an int too large for a float, or a number type whose conversion fails,
+    is a runtime error too.
+    """
+    name = type(value).__name__
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise GradingError(
             "python_grader_runtime_error",
-            f"grader returned {type(value).__name__} {value!r:.80}, not a number",
-            f"grade() must return a float, got {type(value).__name__}: {value!r:.200}",
+            f"grader returned {name} {describe(value, 80)}, not a number",
+            f"grade() must return a float, got {name}: {describe(value, 200)}",
         )
-    reward = float(value)
+    try:
+        reward = float(value)
+    except Exception as e:  # OverflowError for an int past 1e308; anything from a float subclass's __float__
+        bits = f" of {value.bit_length():,} bits" if isinstance(value, int) else ""
+        raise GradingError(
+            "python_grader_runtime_error",
+            f"grader returned {name}{bits} that is not a finite float ({exception_text(e)})",
+            f"grade() returned {name}{bits} that cannot be converted to a float: {exception_text(e)}",
+        ) from None
     if not math.isfinite(reward):
         raise GradingError(
             "python_grader_runtime_error",
@@ -42,6 +57,14 @@ class Grader(BaseModel):
     name: str
     type: str
 
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded_nesting(cls, data: Any) -> Any:
+        # pydantic and every consumer of `to_json` walk a definition recursively: refuse deep ones here
+        if nesting_exceeds(data, MAX_JSON_DEPTH):
+            raise ValueError(f"the grader definition nests deeper than MAX_JSON_DEPTH ({MAX_JSON_DEPTH}) levels")
+        return data
+
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         """Validate `obj` as this grader type; on `Grader` itself, as whichever type `obj["type"]` names."""
@@ -61,8 +84,8 @@ class Grader(BaseModel):
         return super().model_validate_json(data, **kwargs)
 
     def to_json(self) -> dict[str, Any]:
-        """The grader's JSON form (what the OpenAI API or `Grader.model_validate` takes)."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """The grader's JSON form (what the OpenAI API or `Grader.model_validate` takes), encodable as UTF-8."""
+        return json_safe(self.model_dump(mode="json", exclude_none=True))  # type: ignore[no-any-return]
 
     async def grade_batch(self, batch: Batch, env: Env) -> Outcome:
         """Grade every sample of `batch`; failures become zero rewards with error flags, never exceptions."""

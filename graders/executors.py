@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .errors import GradingError
+from .safety import exception_text
 
 T = TypeVar("T")
 
@@ -89,9 +90,18 @@ async def in_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(_WORKERS, call)
 
 
+#: What user code (a grader function, an in-process `python` grader) may raise that fails only its sample:
+#: every Exception, and SystemExit (`sys.exit()` in a grader must not end the process grading it).
+USER_CODE_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit)
+
+
 def format_exception(exc: BaseException) -> str:
-    """A traceback as text, without gradekit's own frames at the top."""
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None))
+    """A traceback as text, without gradekit's own frames at the top (never raises)."""
+    try:
+        tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+        return "".join(traceback.format_exception(type(exc), exc, tb))
+    except Exception:
+        return exception_text(exc)
 
 
 class InProcessPythonExecutor:
@@ -120,8 +130,9 @@ class InProcessPythonExecutor:
     def _run_all(self, grader: PythonGrader, samples: Sequence[dict[str, Any]], items: Sequence[Any]) -> list[Call]:
         try:
             fn = self._function(grader)
-        except Exception as e:
-            err = GradingError("python_grader_runtime_error", f"grader source failed to load: {e}", format_exception(e))
+        except USER_CODE_ERRORS as e:
+            message = f"grader source failed to load: {exception_text(e)}"
+            err = GradingError("python_grader_runtime_error", message, format_exception(e))
             return [Call(error=err)] * len(samples)
         out = []
         for sample, item in zip(samples, items, strict=True):
@@ -130,8 +141,8 @@ class InProcessPythonExecutor:
                 if asyncio.iscoroutine(value):
                     value = asyncio.run(value)
                 out.append(Call(value=value))
-            except Exception as e:
-                error = GradingError("python_grader_runtime_error", f"{type(e).__name__}: {e}", format_exception(e))
+            except USER_CODE_ERRORS as e:
+                error = GradingError("python_grader_runtime_error", exception_text(e), format_exception(e))
                 out.append(Call(error=error))
         return out
 

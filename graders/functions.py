@@ -14,8 +14,9 @@ from pydantic import PrivateAttr, model_validator
 from .base import Grader, coerce_reward
 from .batch import Batch
 from .errors import GradingError
-from .executors import Env, format_exception
+from .executors import USER_CODE_ERRORS, Env, format_exception
 from .results import Outcome
+from .safety import describe, exception_text
 
 _ARG_NAMES = frozenset({"sample", "item"})
 
@@ -72,11 +73,20 @@ def _reward_of(value: Any, scores: dict[str, Any]) -> float:
             raise GradingError(
                 "python_grader_runtime_error",
                 "grader returned a mapping without a `reward` key",
-                f"returned keys: {sorted(map(str, value))}",
+                f"returned keys: {describe(list(value))}",
             )
         scores.update({k: v for k, v in value.items() if k != "reward"})
         return coerce_reward(value["reward"])
     return coerce_reward(value)
+
+
+async def _guarded(awaitable: Any) -> Any:
+    # asyncio re-raises SystemExit from a task out of the event loop; an `async` grader calling
+    # sys.exit() fails only its sample.
+    try:
+        return await awaitable
+    except SystemExit as e:
+        return e
 
 
 class FunctionGrader(Grader):
@@ -137,25 +147,30 @@ class FunctionGrader(Grader):
         return self._fn(**{k: args[k] for k in self._names})
 
     async def grade_batch(self, batch: Batch, env: Env) -> Outcome:
-        """Grade every sample of `batch`; coroutine results are awaited concurrently."""
+        """Grade every sample of `batch`; coroutine results are awaited concurrently.
+
+        The function gets read-only copies of the sample and item (`gradekit.graders.frozen`): it cannot
+        change the caller's data, nor what other graders of the batch see.
+        """
         out = Outcome.empty(batch.n)
-        dicts = batch.sample_dicts()
+        samples, items = batch.frozen_inputs()
         pending: list[tuple[int, Any]] = []
-        for i, sample in enumerate(dicts):
+        for i, sample in enumerate(samples):
             if isinstance(sample, GradingError):
                 out.fail(i, self.name, sample.flag, sample.message, sample.detail)
                 continue
             try:
-                value = self._call(sample, batch.item(i))
-            except Exception as e:
+                value = self._call(sample, items[i])
+                awaitable = inspect.isawaitable(value)
+            except USER_CODE_ERRORS as e:
                 self._fail(out, i, e)
                 continue
-            if inspect.isawaitable(value):
+            if awaitable:
                 pending.append((i, value))
             else:
                 self._settle(out, i, value)
         if pending:
-            values = await asyncio.gather(*(v for _, v in pending), return_exceptions=True)
+            values = await asyncio.gather(*(_guarded(v) for _, v in pending), return_exceptions=True)
             for (i, _), value in zip(pending, values, strict=True):
                 if isinstance(value, BaseException):
                     self._fail(out, i, value)
@@ -169,6 +184,8 @@ class FunctionGrader(Grader):
             out.rewards[i] = _reward_of(value, scores)
         except GradingError as e:
             out.fail(i, self.name, e.flag, e.message, e.detail)
+        except Exception as e:  # a returned mapping or Score whose access raises
+            self._fail(out, i, e)
         if scores:
             out.note(i).scores.update(scores)
 
@@ -176,8 +193,7 @@ class FunctionGrader(Grader):
         if isinstance(exc, GradingError):
             out.fail(i, self.name, exc.flag, exc.message, exc.detail)
         else:
-            message = f"{type(exc).__name__}: {exc}"
-            out.fail(i, self.name, "python_grader_runtime_error", message, format_exception(exc))
+            out.fail(i, self.name, "python_grader_runtime_error", exception_text(exc), format_exception(exc))
 
 
 @overload

@@ -16,19 +16,34 @@ from .base import Grader, coerce_reward
 from .batch import Batch, Column
 from .errors import GradingError
 from .executors import Env
-from .formula import Formula, FormulaError
+from .formula import Formula, FormulaError, FormulaMathError
 from .functions import FunctionGrader
+from .limits import MAX_JSON_DEPTH, MAX_PYTHON_SOURCE_BYTES
 from .results import Outcome
+from .safety import clean_text, describe, exception_text, finite_float, nesting_exceeds
 from .similarity import Metric
 from .templates import Template
 
-MAX_PYTHON_SOURCE_BYTES = 256 * 1024
+_TOO_DEEP = f"nests deeper than MAX_JSON_DEPTH ({MAX_JSON_DEPTH}) levels"
+
+#: Templates up to this many characters share the big cache; longer ones (up to `MAX_TEMPLATE_CHARS`)
+#: a small one, so that definitions arriving over an API cannot pin gigabytes of compiled templates.
+_SMALL_TEMPLATE_CHARS = 4096
 
 
 @functools.lru_cache(maxsize=4096)
+def _compile_small(source: str) -> Template:
+    return Template(source)
+
+
+@functools.lru_cache(maxsize=64)
+def _compile_large(source: str) -> Template:
+    return Template(source)
+
+
 def compile_template(source: str) -> Template:
     """A compiled template, shared by every grader that uses the same text."""
-    return Template(source)
+    return _compile_small(source) if len(source) <= _SMALL_TEMPLATE_CHARS else _compile_large(source)
 
 
 def _template_field(value: str) -> str:
@@ -98,35 +113,66 @@ class TextSimilarity(Grader):
         out = Outcome.empty(batch.n)
         bad = a.failures.keys() | b.failures.keys()
         good = [i for i in range(batch.n) if i not in bad] if bad else range(batch.n)
+        # Lone surrogates become U+FFFD: they are not UTF-8, which an embedding endpoint needs.
+        inputs = [clean_text(a.values[i]) for i in good]
+        references = [clean_text(b.values[i]) for i in good]
         try:
             # Inline, not in a thread: the metrics are pure Python (the GIL gives threads no parallelism) and a
             # thread hop per batch cost more than the metric on small batches; judges' I/O runs on the model
             # client's own loop meanwhile.
-            scores = similarity_scores(
-                self.evaluation_metric,
-                [a.values[i] for i in good] if bad else a.values,
-                [b.values[i] for i in good] if bad else b.values,
-                embedder=env.embedder,
-            )
-        except Exception as e:  # a missing library or embedding endpoint fails the batch's samples, not the caller
+            scores = similarity_scores(self.evaluation_metric, inputs, references, embedder=env.embedder)
+        except ImportError as e:  # a missing library fails the batch's samples, not the caller
             for i in good:
-                out.fail(i, self.name, "other_error", f"{self.evaluation_metric}: {type(e).__name__}: {e}")
+                out.fail(i, self.name, "other_error", f"{self.evaluation_metric}: {exception_text(e)}")
+        except Exception as e:
+            if self.evaluation_metric == "cosine":  # an embedding endpoint that failed: every sample
+                for i in good:
+                    out.fail(i, self.name, "other_error", f"{self.evaluation_metric}: {exception_text(e)}")
+            else:  # a text metric that choked on one pair: score each pair alone
+                self._score_one_by_one(out, list(good), inputs, references)
         else:
-            for i, s in zip(good, scores, strict=True):
-                out.rewards[i] = s
+            self._settle(out, list(good), scores)
         _fail_column(out, self.name, a)
         _fail_column(out, self.name, b)
         return out
 
+    def _score_one_by_one(self, out: Outcome, good: list[int], inputs: list[str], references: list[str]) -> None:
+        from .similarity import similarity_scores
+
+        for i, x, y in zip(good, inputs, references, strict=True):
+            try:
+                (score,) = similarity_scores(self.evaluation_metric, [x], [y])
+            except Exception as e:
+                out.fail(i, self.name, "other_error", f"{self.evaluation_metric}: {exception_text(e)}")
+            else:
+                self._settle(out, [i], [score])
+
+    def _settle(self, out: Outcome, good: list[int], scores: list[float]) -> None:
+        if len(scores) != len(good):
+            message = f"{self.evaluation_metric}: {len(scores)} scores for {len(good)} pairs"
+            for i in good:
+                out.fail(i, self.name, "other_error", message)
+            return
+        for i, score in zip(good, scores, strict=True):
+            value = finite_float(score)
+            if value is None or not 0.0 <= value <= 1.0:
+                out.fail(i, self.name, "other_error", f"{self.evaluation_metric} gave {describe(score)}, not in [0, 1]")
+            else:
+                out.rewards[i] = value
+
 
 def _check_python_source(source: str) -> str:
-    size = len(source.encode("utf-8"))
+    size = len(source.encode("utf-8", "surrogatepass"))
     if size > MAX_PYTHON_SOURCE_BYTES:
         raise ValueError(f"source is {size} bytes; OpenAI's limit is {MAX_PYTHON_SOURCE_BYTES} (256 kB)")
     try:
         tree = ast.parse(source)
     except SyntaxError as e:
         raise ValueError(f"source does not parse: {e.msg} (line {e.lineno})") from None
+    except (RecursionError, MemoryError):  # CPython's parser on deeply nested expressions
+        raise ValueError("source nests too deeply to parse") from None
+    except ValueError as e:  # e.g. a lone surrogate, which is not UTF-8
+        raise ValueError(f"source does not parse: {exception_text(e)}") from None
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "grade":
             args = node.args
@@ -149,9 +195,19 @@ class PythonGrader(Grader):
     async def grade_batch(self, batch: Batch, env: Env) -> Outcome:
         """Grade every sample of `batch`."""
         out = Outcome.empty(batch.n)
-        dicts = batch.sample_dicts()
-        idx = [i for i, d in enumerate(dicts) if not isinstance(d, GradingError)]
-        calls = await env.python.run(self, [dicts[i] for i in idx], [batch.item(i) for i in idx])  # type: ignore[misc]
+        samples, items = batch.frozen_inputs()  # an in-process executor must not change the caller's data
+        idx = []
+        for i, sample in enumerate(samples):
+            if isinstance(sample, GradingError):
+                continue
+            # The executor may send them as JSON (recursively): past the bound they are this sample's error.
+            if nesting_exceeds(sample):
+                out.fail(i, self.name, "sample_parse_error", f"the sample {_TOO_DEEP}")
+            elif nesting_exceeds(items[i]):
+                out.fail(i, self.name, "invalid_variable_error", f"the item {_TOO_DEEP}")
+            else:
+                idx.append(i)
+        calls = await env.python.run(self, [samples[i] for i in idx], [items[i] for i in idx])  # type: ignore[misc]
         for i, call in zip(idx, calls, strict=True):
             try:
                 if call.error is not None:
@@ -249,12 +305,13 @@ class _ModelGrader(Grader):
         grades = await env.model.grade(self, messages)  # type: ignore[arg-type]
         for i, g in zip(idx, grades, strict=True):
             note = out.note(i)
+            usage = {str(k): v for k, v in g.usage.items() if type(v) is int} if g.usage else {}
             if g.model:
-                note.sampled_model_name = g.model
-                if g.usage:
-                    note.usage_per_model[g.model] = dict(g.usage)
-            if g.usage:
-                note.token_usage = g.usage.get("total_tokens")
+                note.sampled_model_name = str(g.model)
+                if usage:
+                    note.usage_per_model[str(g.model)] = usage
+            if usage:
+                note.token_usage = usage.get("total_tokens")
             if g.error is not None:
                 out.fail(i, self.name, g.error.flag, g.error.message, g.error.detail)
                 continue
@@ -284,7 +341,8 @@ class ScoreModel(_ModelGrader):
 
     def _reward(self, result: float | None, label: str | None, scores: dict[str, Any]) -> float:
         lo, hi = self.range
-        value = float(result) if result is not None and math.isfinite(result) else lo
+        number = finite_float(result)  # a judge's reply may hold anything: a huge int, a string, NaN
+        value = lo if number is None else number
         scores["result"] = value
         return min(max(value, lo), hi)
 
@@ -416,7 +474,7 @@ class Multi(Grader):
         keys = list(self.graders)
         subs = await asyncio.gather(*(self.graders[k].grade_batch(batch, env) for k in keys))
         columns = {k: o.rewards for k, o in zip(keys, subs, strict=True)}
-        rewards, math_errors = self._formula.evaluate_columns(columns, batch.n)
+        rewards, math_errors = self._evaluate(columns, batch.n)
         out = Outcome(rewards, [None] * batch.n, sub_rewards=columns)
         for k, o in zip(keys, subs, strict=True):
             for i, n in enumerate(o.notes):
@@ -428,6 +486,20 @@ class Multi(Grader):
             if n is not None and n.failed:
                 out.rewards[i] = 0.0
         return out
+
+    def _evaluate(self, columns: dict[str, list[float]], n: int) -> tuple[list[float], dict[int, str]]:
+        """The formula over the sub-rewards; a sample whose values make it raise fails alone."""
+        try:
+            return self._formula.evaluate_columns(columns, n)
+        except Exception:  # a sub-grader left a non-number: find it sample by sample
+            pass
+        rewards, errors = [0.0] * n, {}
+        for i in range(n):
+            try:
+                rewards[i] = self._formula.evaluate({k: c[i] for k, c in columns.items()})
+            except Exception as e:
+                errors[i] = str(e) if isinstance(e, FormulaMathError) else exception_text(e)
+        return rewards, errors
 
 
 AnyGrader = Annotated[
