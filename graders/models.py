@@ -25,6 +25,7 @@ from .similarity import Metric
 from .templates import Template
 
 _TOO_DEEP = f"nests deeper than MAX_JSON_DEPTH ({MAX_JSON_DEPTH}) levels"
+_FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 #: Templates up to this many characters share the big cache; longer ones (up to `MAX_TEMPLATE_CHARS`)
 #: a small one, so that definitions arriving over an API cannot pin gigabytes of compiled templates.
@@ -100,7 +101,7 @@ class TextSimilarity(Grader):
     input: str
     reference: str
     evaluation_metric: Metric
-    pass_threshold: float | None = None
+    pass_threshold: _FiniteFloat | None = None
 
     _check_templates = field_validator("input", "reference")(_template_field)
 
@@ -263,11 +264,13 @@ class SamplingParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_completions_tokens: int | None = None
+    # Bounded as the API's own integer and float types are: a definition from an HTTP API may hold a
+    # number of thousands of digits, which no client can send on.
+    max_completions_tokens: Annotated[int, Field(ge=1, lt=2**31)] | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
-    seed: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
+    seed: Annotated[int, Field(ge=-(2**63), lt=2**63)] | None = None
+    temperature: _FiniteFloat | None = None
+    top_p: _FiniteFloat | None = None
 
 
 class _ModelGrader(Grader):
@@ -330,7 +333,7 @@ class ScoreModel(_ModelGrader):
     type: Literal["score_model"] = "score_model"
     range: list[float] = Field(default_factory=lambda: [0.0, 1.0])
     sampling_params: SamplingParams | None = None
-    pass_threshold: float | None = None
+    pass_threshold: _FiniteFloat | None = None
 
     @field_validator("range")
     @classmethod

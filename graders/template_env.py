@@ -39,7 +39,7 @@ from jinja2.runtime import Context, Namespace
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
-from .batch import to_text
+from .batch import UnrenderableError, to_text
 from .limits import (
     MAX_JSON_DEPTH,
     MAX_RENDERED_CHARS,
@@ -143,6 +143,15 @@ def text_size(value: Any, limit: int = MAX_RENDERED_CHARS) -> int:
     return _text_size(value, limit, _namespace_values)
 
 
+def _check_printable(value: Any, what: str) -> None:
+    """Refuse to print `value` (`str()`, JSON) when it nests past `MAX_JSON_DEPTH` or prints too long."""
+    if isinstance(value, str):
+        return
+    if nesting_exceeds(value):  # str() and json.dumps recurse once per level
+        raise UnrenderableError(f"{what}: the value nests deeper than MAX_JSON_DEPTH ({MAX_JSON_DEPTH}) levels")
+    _check_length(text_size(value), what)
+
+
 def _depth(value: Any) -> int:
     """Nesting depth of dicts and lists in `value`, counted up to `MAX_JSON_DEPTH + 1`."""
     deepest = 0
@@ -197,6 +206,8 @@ def binop(op: str, left: Any, right: Any) -> Any:
 
 def concat_values(*parts: Any) -> str:
     """`a ~ b ~ ...` within the bounds."""
+    for p in parts:
+        _check_printable(p, "the `~` concatenation")
     total = sum(len(p) if isinstance(p, str) else text_size(p) for p in parts)
     _check_length(total, "the `~` concatenation")
     return _allocated("".join(map(str, parts)), "the `~` concatenation")  # type: ignore[no-any-return]
@@ -254,6 +265,8 @@ def _check_percent(fmt: str | bytes, args: Any) -> None:
             elif group is not None:
                 _check_width(group)
     values = list(args.values()) if isinstance(args, Mapping) else list(args) if isinstance(args, tuple) else [args]
+    for v in values:
+        _check_printable(v, "the %-formatted string")
     if star:
         _check_star_args(values)
     biggest = max((text_size(v) for v in values), default=0)
@@ -271,6 +284,8 @@ def _check_format(fmt: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) ->
             for digits in _DIGITS.findall(spec):
                 _check_width(digits)
     values = [*args, *kwargs.values()]
+    for v in values:
+        _check_printable(v, "the formatted string")
     if nested:
         _check_star_args(values)
     biggest = max((text_size(v) for v in values), default=0)
@@ -290,6 +305,8 @@ def _check_replace(s: Any, old: Any, new: Any, count: Any = -1) -> None:
 
 
 def _joined_size(separator: Any, items: list[Any]) -> int:
+    for x in items:
+        _check_printable(x, "the joined string")
     return sum(text_size(x) for x in items) + len(separator) * max(len(items) - 1, 0)
 
 
@@ -441,6 +458,7 @@ def _sum(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 
 
 def _tojson(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    _check_printable(value, "tojson()")
     indent = _arg(args, kwargs, 0, "indent")
     unit = len(indent) if isinstance(indent, str) else indent if isinstance(indent, int) else 0
     _check_length(text_size(value) * (1 + 6 + _depth(value) * max(unit, 0)), "tojson()")
@@ -448,6 +466,7 @@ def _tojson(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 
 
 def _pprint(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    _check_printable(value, "pprint()")
     _check_length(text_size(value) * 2, "pprint()")
     return value
 
@@ -479,8 +498,8 @@ def _bounded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         _step()
         if len(args) > offset:
             value, rest = args[offset], args[offset + 1 :]
-            if prints and not isinstance(value, str):
-                _check_length(text_size(value), f"the text of the value given to `{name}`")
+            if prints:
+                _check_printable(value, f"the text of the value given to `{name}`")
             if check is not None:
                 new = check(value, rest, kwargs)
                 if new is not value:
@@ -507,7 +526,7 @@ def _finalize(value: Any) -> Any:
         return _checked(value, "the printed value")
     if isinstance(value, jinja2.Undefined):
         return value
-    _check_length(text_size(value), "the printed value")
+    _check_printable(value, "the printed value")
     return _allocated(to_text(value), "the printed value")
 
 

@@ -231,6 +231,25 @@ def test_deep_python_items_and_samples_through_every_grader_type() -> None:
     assert_encodable(r)
 
 
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ item.a | string }}",
+        "{{ item.a ~ '' }}",
+        "{{ '%s' % (item.a,) }}",
+        "{{ '{}'.format(item.a) }}",
+        "{{ [item.a] | join }}",
+        "{{ item.a | lower }}",
+        "{{ [item.a] | sort | first }}{{ '' }}",
+    ],
+)
+def test_deep_values_printed_by_jinja2_are_invalid_variables(template: str) -> None:
+    r = run_batch(check(input=template, reference="x"), ["x", "x", "x"], [{"a": DEEP}, {"a": "x"}, {"a": "y"}])
+    assert r.rewards == [0.0, 1.0, 0.0]
+    assert flags(r) == [["invalid_variable_error"], [], []]
+    assert f"MAX_JSON_DEPTH ({MAX_JSON_DEPTH})" in message(r[0], "check")
+
+
 def test_deep_tool_call_arguments() -> None:
     call = {"type": "function", "function": {"name": "f", "arguments": {"x": 1}}}
     deep_call = {"type": "function", "function": {"name": "f", "arguments": DEEP}}
@@ -262,6 +281,38 @@ def test_deep_grader_definitions_are_validation_errors() -> None:
         validate(
             {"type": "multi", "name": "m", "graders": {"a": check().to_json()}, "calculate_output": "(" * 5000 + "a"}
         )
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        (
+            {"type": "python", "name": "p", "source": "def grade(s, i):\n    return " + "-" * 100_000 + "1"},
+            "nests too deeply",
+        ),
+        (
+            {"type": "python", "name": "p", "source": "def grade(s, i):\n    return x" + "[0]" * 60_000},
+            "nests too deeply",
+        ),
+        (
+            {"type": "python", "name": "p", "source": "def grade(s, i):\n    return '" + SURROGATE + "'"},
+            "does not parse",
+        ),
+        ({"sampling_params": {"seed": 10**5000}}, "sampling_params.seed"),
+        (
+            {"sampling_params": {"temperature": math.nan}},
+            "sampling_params.temperature: Input should be a finite number",
+        ),
+        ({"sampling_params": {"max_completions_tokens": 2**40}}, "sampling_params.max_completions_tokens"),
+        ({"pass_threshold": math.inf}, "pass_threshold: Input should be a finite number"),
+        ({"range": [0, 10**400]}, "range.1"),
+    ],
+)
+def test_hostile_definitions_are_validation_errors(spec: dict[str, Any], problem: str) -> None:
+    judge = {"type": "score_model", "name": "j", "model": "m", "input": [{"role": "user", "content": "x"}]}
+    with pytest.raises(GraderValidationError) as excinfo:
+        validate(spec if spec.get("type") == "python" else judge | spec)
+    assert problem in "\n".join(excinfo.value.problems)
 
 
 def test_deep_scores_are_cut_in_results() -> None:
