@@ -93,17 +93,23 @@ _SIZED: Final = (str, bytes, bytearray, list, tuple, dict, set, frozenset)
 _SEQUENCES: Final = (str, bytes, bytearray, list, tuple)
 
 
+def _amount(n: int) -> str:
+    # Python refuses to print ints of more than 4300 digits; a hostile size can be one
+    return f"{n:,}" if n.bit_length() <= MAX_TEMPLATE_INT_BITS else f"more than 10^{MAX_TEMPLATE_INT_BITS * 3 // 10:,}"
+
+
 def _check_length(size: int, what: str) -> None:
     if size > MAX_RENDERED_CHARS:
         raise TemplateLimitError(
-            f"{what} would be {size:,} long; the limit is MAX_RENDERED_CHARS ({MAX_RENDERED_CHARS:,})"
+            f"{what} would be {_amount(size)} long; the limit is MAX_RENDERED_CHARS ({MAX_RENDERED_CHARS:,})"
         )
 
 
 def _check_bits(bits: int, what: str) -> None:
     if bits > MAX_TEMPLATE_INT_BITS:
         raise TemplateLimitError(
-            f"{what} would have about {bits:,} bits; the limit is MAX_TEMPLATE_INT_BITS ({MAX_TEMPLATE_INT_BITS:,})"
+            f"{what} would have about {_amount(bits)} bits; "
+            f"the limit is MAX_TEMPLATE_INT_BITS ({MAX_TEMPLATE_INT_BITS:,})"
         )
 
 
@@ -184,13 +190,13 @@ def check_binop(op: str, left: Any, right: Any) -> None:
     if op == "*":
         for seq, n in ((left, right), (right, left)):
             if isinstance(seq, _SEQUENCES) and isinstance(n, int) and n > 0:
-                _check_length(len(seq) * n, f"{type(seq).__name__} * {n}")
+                _check_length(len(seq) * n, f"{type(seq).__name__} * {_amount(n)}")
         if isinstance(left, int) and isinstance(right, int):
             _check_bits(left.bit_length() + right.bit_length(), "the product")
     elif op == "**":
         if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
             # at least (bits - 1) * exponent bits: refused before Python spends seconds computing it
-            _check_bits((abs(left).bit_length() - 1) * right, f"the power with exponent {right}")
+            _check_bits((abs(left).bit_length() - 1) * right, f"the power with exponent {_amount(right)}")
     elif op == "+":
         if isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES):
             _check_length(len(left) + len(right), "the concatenation")

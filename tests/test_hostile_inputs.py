@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import pytest
 
 import gradekit.graders.formula as formula_module
+import gradekit.graders.similarity as similarity_module
 from gradekit.graders import (
     BatchResult,
     Env,
@@ -411,6 +412,22 @@ def test_score_model_replies_that_are_not_finite_numbers() -> None:
     assert_encodable(r)
 
 
+def test_a_similarity_metric_failing_on_one_pair_fails_only_that_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    def flaky(inputs: Sequence[str], references: Sequence[str]) -> list[float]:
+        if "boom" in inputs:
+            raise ValueError("the metric choked")
+        return [math.nan if x == "nan" else 2.0 if x == "two" else 0.5 for x in inputs]
+
+    monkeypatch.setitem(similarity_module._scorers, "fuzzy_match", flaky)
+    g = TextSimilarity(name="sim", input="{{ sample.output_text }}", reference="r", evaluation_metric="fuzzy_match")
+    r = run_batch(g, ["a", "boom", "nan", "two", "b"])
+    assert r.rewards == [0.5, 0.0, 0.0, 0.0, 0.5]
+    assert flags(r) == [[], ["other_error"], ["other_error"], ["other_error"], []]
+    assert message(r[1], "sim") == "fuzzy_match: ValueError: the metric choked"
+    assert message(r[2], "sim") == "fuzzy_match gave nan, not in [0, 1]"
+    assert message(r[3], "sim") == "fuzzy_match gave 2.0, not in [0, 1]"
+
+
 def test_printing_helpers_survive_hostile_values() -> None:
     assert describe(10**5000) == "<int of 16610 bits>"
     assert describe(DEEP).startswith("{'a': {'a': {'a':")
@@ -697,6 +714,14 @@ def test_render_time_blowups_fail_only_their_sample(template: str, bound: str) -
     # the same small samples render to their exact texts
     rendered = run_batch(check(input=template, reference="{{ item.want }}", op="ne"), samples[:1], items[:1])
     assert rendered.rewards == [1.0] and flags(rendered) == [[]]
+
+
+def test_sizes_too_large_to_print_are_still_named() -> None:
+    g = check(input="{{ sample.output_text * item.n }}", reference="xx")
+    r = run_batch(g, ["x", "x"], [{"n": 2}, {"n": 10**5000}])
+    assert r.rewards == [1.0, 0.0]
+    assert flags(r) == [[], ["other_error"]]
+    assert "str * more than 10^1,228 would be more than 10^1,228 long" in message(r[1], "check")
 
 
 def test_plain_templates_bound_what_they_build() -> None:
