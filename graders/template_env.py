@@ -50,7 +50,7 @@ from .limits import (
 from .safety import NestingError, nesting_exceeds
 from .safety import text_size as _text_size
 
-__all__ = ["TemplateLimitError", "bounded_environment", "check_constants", "render_budget", "text_size"]
+__all__ = ["RenderBudget", "TemplateLimitError", "bounded_environment", "check_constants", "text_size"]
 
 
 class TemplateLimitError(Exception):
@@ -68,14 +68,16 @@ class _Budget:
 _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("gradekit_template_budget", default=None)
 
 
-@contextlib.contextmanager
-def render_budget() -> Iterator[None]:
+class RenderBudget:
     """A fresh budget of steps and allocated characters for one rendering (or one compilation)."""
-    token = _BUDGET.set(_Budget())
-    try:
-        yield
-    finally:
-        _BUDGET.reset(token)
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        self._token = _BUDGET.set(_Budget())
+
+    def __exit__(self, *exc: object) -> None:
+        _BUDGET.reset(self._token)
 
 
 def _step() -> None:
@@ -90,6 +92,9 @@ def _step() -> None:
 
 
 _SIZED: Final = (str, bytes, bytearray, list, tuple, dict, set, frozenset)
+# Names of the filters `_Bounder` routes loops and `~` through (not meant for templates, but harmless there).
+_LOOP_FILTER: Final = "gradekit_loop"
+_CONCAT_FILTER: Final = "gradekit_concat"
 _SEQUENCES: Final = (str, bytes, bytearray, list, tuple)
 
 
@@ -210,7 +215,7 @@ def binop(op: str, left: Any, right: Any) -> Any:
     return _allocated(_BINOPS[op](left, right), f"the result of {op!r}")
 
 
-def concat_values(*parts: Any) -> str:
+def concat_values(parts: tuple[Any, ...]) -> str:
     """`a ~ b ~ ...` within the bounds."""
     for p in parts:
         _check_printable(p, "the `~` concatenation")
@@ -546,17 +551,17 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         self.globals["range"] = bounded_range
         self.globals.pop("lipsum", None)  # lipsum(n=10**9) builds a billion paragraphs
         self.filters = {name: _bounded_filter(name, fn) for name, fn in self.filters.items()}
+        # What `_Bounder` routes loops and `~` through: filters are called directly, without `call`'s checks.
+        self.filters[_LOOP_FILTER] = loop_items
+        self.filters[_CONCAT_FILTER] = concat_values
         self.policies["json.dumps_function"] = _bounded_dumps
 
     def concat(self, parts: Iterable[str]) -> str:  # type: ignore[override]
         """Joins the output of a rendering, macro or block, refusing it past `MAX_RENDERED_CHARS`."""
-        chunks: list[str] = []
-        total = 0
-        for part in parts:
-            total += len(part)
-            if total > MAX_RENDERED_CHARS:
-                _check_length(total, "the rendered text")
-            chunks.append(part)
+        # The chunks are counted before they are joined; holding them costs little, as each is a value
+        # already counted when it was built (or a reference to a sample's string, or template text).
+        chunks = list(parts)
+        _check_length(sum(map(len, chunks)), "the rendered text")
         return _allocated("".join(chunks), "the rendered text")  # type: ignore[no-any-return]
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
@@ -574,29 +579,26 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             return _allocated(result, f"the result of {method[1]}()")
         return _checked(result, "the result of a call")
 
-    # Targets of the calls `_Bounder` puts into templates (reached as `environment.<name>`).
-    gk_loop = staticmethod(loop_items)
-    gk_concat = staticmethod(concat_values)
-
 
 class _Bounder(NodeTransformer):
-    """Routes `{% for %}` iterables through `loop_items` and `~` through `concat_values`."""
+    """Routes `{% for %}` iterables through `loop_items` and `~` through `concat_values` (as filters)."""
 
     def __init__(self, environment: jinja2.Environment) -> None:
         self.environment = environment
 
-    def _call(self, name: str, args: list[nodes.Expr], lineno: int) -> nodes.Call:
-        call = nodes.Call(nodes.EnvironmentAttribute(name), args, [], None, None, lineno=lineno)
-        return call.set_environment(self.environment)  # type: ignore[no-any-return]
+    def _filter(self, name: str, value: nodes.Expr, lineno: int) -> nodes.Filter:
+        node = nodes.Filter(value, name, [], [], None, None, lineno=lineno)
+        return node.set_environment(self.environment)  # type: ignore[no-any-return]
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         self.generic_visit(node)
-        node.iter = self._call("gk_loop", [node.iter], node.lineno)
+        node.iter = self._filter(_LOOP_FILTER, node.iter, node.lineno)
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
         self.generic_visit(node)
-        return self._call("gk_concat", list(node.nodes), node.lineno)
+        parts = nodes.Tuple(list(node.nodes), "load", lineno=node.lineno)
+        return self._filter(_CONCAT_FILTER, parts, node.lineno)
 
 
 @functools.cache
@@ -645,7 +647,7 @@ def check_constants(tree: nodes.Template) -> None:
         if isinstance(node, nodes.BinExpr):
             return binop(node.operator, const(node.left), const(node.right))
         if isinstance(node, nodes.Concat):
-            return concat_values(*(const(n) for n in node.nodes))
+            return concat_values(tuple(const(n) for n in node.nodes))
         if isinstance(node, nodes.Filter | nodes.Call) and (node.dyn_args is not None or node.dyn_kwargs is not None):
             raise _NotConstant
         if isinstance(node, nodes.Filter):
@@ -667,7 +669,7 @@ def check_constants(tree: nodes.Template) -> None:
                     _check_method(*target, args, kwargs)
         raise _NotConstant
 
-    with render_budget():
+    with RenderBudget():
         for node in tree.find_all(nodes.Expr):
             with contextlib.suppress(_NotConstant):
                 const(node)

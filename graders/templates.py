@@ -84,17 +84,17 @@ class Template:
         from jinja2 import meta
 
         from .template_env import (
+            RenderBudget,
             TemplateLimitError,
             bound_template,
             bounded_environment,
             check_constants,
-            render_budget,
         )
 
         env = bounded_environment()
         try:
             # One budget for compiling: jinja2 folds constant expressions while it compiles.
-            with render_budget():
+            with RenderBudget():
                 tree = env.parse(source)
                 roots: set[str] = meta.find_undeclared_variables(tree)
                 check_constants(tree)
@@ -197,7 +197,7 @@ class Template:
     def _render_jinja(self, batch: Batch) -> Column:
         import jinja2
 
-        from .template_env import TemplateLimitError, render_budget
+        from .template_env import RenderBudget, TemplateLimitError
 
         assert self._jinja is not None
         render = self._jinja.render
@@ -210,7 +210,7 @@ class Template:
                 out.append("")
                 continue
             try:
-                with render_budget():
+                with RenderBudget():
                     out.append(render(sample=sample, item=batch.item(i)))
                 continue
             except jinja2.UndefinedError as e:
