@@ -20,7 +20,7 @@ from .formula import Formula, FormulaError, FormulaMathError
 from .functions import FunctionGrader
 from .limits import MAX_JSON_DEPTH, MAX_PYTHON_SOURCE_BYTES
 from .results import Outcome
-from .safety import clean_text, describe, exception_text, finite_float, nesting_exceeds
+from .safety import clean_texts, describe, exception_text, finite_float, nesting_exceeds
 from .similarity import Metric
 from .templates import Template
 
@@ -115,8 +115,8 @@ class TextSimilarity(Grader):
         bad = a.failures.keys() | b.failures.keys()
         good = [i for i in range(batch.n) if i not in bad] if bad else range(batch.n)
         # Lone surrogates become U+FFFD: they are not UTF-8, which an embedding endpoint needs.
-        inputs = [clean_text(a.values[i]) for i in good]
-        references = [clean_text(b.values[i]) for i in good]
+        inputs = clean_texts([a.values[i] for i in good] if bad else a.values)
+        references = clean_texts([b.values[i] for i in good] if bad else b.values)
         try:
             # Inline, not in a thread: the metrics are pure Python (the GIL gives threads no parallelism) and a
             # thread hop per batch cost more than the metric on small batches; judges' I/O runs on the model
@@ -153,6 +153,17 @@ class TextSimilarity(Grader):
             message = f"{self.evaluation_metric}: {len(scores)} scores for {len(good)} pairs"
             for i in good:
                 out.fail(i, self.name, "other_error", message)
+            return
+        # The common case, checked in C; NaN fails no comparison, so min/max alone would let it through.
+        if (
+            scores
+            and set(map(type, scores)) == {float}
+            and min(scores) >= 0.0
+            and max(scores) <= 1.0
+            and not math.isnan(sum(scores))
+        ):
+            for i, score in zip(good, scores, strict=True):
+                out.rewards[i] = score
             return
         for i, score in zip(good, scores, strict=True):
             value = finite_float(score)
