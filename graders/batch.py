@@ -12,7 +12,7 @@ from typing import Any
 from .errors import GradingError
 from .frozen import freeze
 from .safety import NestingError, dumps_json, exception_text
-from .samples import SampleInput, UnparsedJSON, frozen_sample, parse_json_output
+from .samples import SampleInput, UnparsedJSON, freeze_sample, frozen_sample, make_sample, parse_json_output
 
 Step = str | int
 Path = tuple[Step, ...]
@@ -133,17 +133,17 @@ class Batch:
         return self._all_str
 
     def sample_dicts(self) -> list[dict[str, Any] | GradingError]:
-        """Each sample as its read-only `sample` dict (`frozen.FrozenDict`), or the error that kept it from being built.
+        """Each sample as its `sample` dict, or the error that kept it from being built.
 
-        Read-only deep copies: no grader can change what the caller passed in, nor (short of
-        `dict.__setitem__` on the copy) what the next grader of the batch sees.
+        Only gradekit's own code and sandboxed templates read these (nested values may be the caller's);
+        user code gets `frozen_inputs`.
         """
         if self._dicts is None:
             out: list[dict[str, Any] | GradingError] = []
             with _gc_paused():
                 for s in self.samples:
                     try:
-                        out.append(frozen_sample(s))
+                        out.append(make_sample(s))
                     except GradingError as e:
                         out.append(e)
                     except Exception as e:  # a hostile Mapping or sequence given as the sample
@@ -153,13 +153,18 @@ class Batch:
         return self._dicts
 
     def frozen_inputs(self) -> tuple[list[dict[str, Any] | GradingError], list[Any]]:
-        """The sample dicts (or errors) and read-only deep copies of the items, for user code in this process.
+        """Read-only deep copies (`frozen.freeze`) of every sample dict (or its error) and item, for user code.
 
-        Made once per batch and shared by the batch's graders (see `sample_dicts`).
+        Made once per batch and shared by the batch's graders: user code cannot change what the caller
+        passed in, nor (short of `dict.__setitem__` on the copy) what the next grader sees.
         """
         if self._frozen is None:
-            samples = self.sample_dicts()
             with _gc_paused():
+                samples: list[dict[str, Any] | GradingError]
+                if self._dicts is None and self.all_strings():
+                    samples = [frozen_sample(s) for s in self.samples]  # without building plain dicts first
+                else:
+                    samples = [d if isinstance(d, GradingError) else freeze_sample(d) for d in self.sample_dicts()]
                 items = [freeze({} if it is None else it) for it in self.items]
             self._frozen = (samples, items)
         return self._frozen
@@ -171,10 +176,12 @@ class Batch:
         """
         notes: dict[int, str] = {}
         col = self._cols.get(("sample", "output_json"))
-        if col is not None and UnparsedJSON in set(map(type, col.values)):
-            notes.update((i, v.reason) for i, v in enumerate(col.values) if type(v) is UnparsedJSON)
-        if self._dicts is not None:
-            for i, d in enumerate(self._dicts):
+        if col is not None:  # every sample's output_json, in one C-level pass
+            if UnparsedJSON in set(map(type, col.values)):
+                notes.update((i, v.reason) for i, v in enumerate(col.values) if type(v) is UnparsedJSON)
+            return notes
+        for dicts in (self._dicts, self._frozen[0] if self._frozen is not None else None):
+            for i, d in enumerate(dicts or ()):
                 if isinstance(d, dict) and type(d.get("output_json")) is UnparsedJSON:
                     notes[i] = UnparsedJSON.reason
         return notes

@@ -7,7 +7,7 @@ import asyncio
 import functools
 import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, field_validator, model_validator
@@ -132,7 +132,7 @@ class TextSimilarity(Grader):
             else:  # a text metric that choked on one pair: score each pair alone
                 self._score_one_by_one(out, list(good), inputs, references)
         else:
-            self._settle(out, list(good), scores)
+            self._settle(out, good, scores)
         _fail_column(out, self.name, a)
         _fail_column(out, self.name, b)
         return out
@@ -148,7 +148,7 @@ class TextSimilarity(Grader):
             else:
                 self._settle(out, [i], [score])
 
-    def _settle(self, out: Outcome, good: list[int], scores: list[float]) -> None:
+    def _settle(self, out: Outcome, good: Sequence[int], scores: list[float]) -> None:
         if len(scores) != len(good):
             message = f"{self.evaluation_metric}: {len(scores)} scores for {len(good)} pairs"
             for i in good:
@@ -162,8 +162,11 @@ class TextSimilarity(Grader):
             and max(scores) <= 1.0
             and not math.isnan(sum(scores))
         ):
-            for i, score in zip(good, scores, strict=True):
-                out.rewards[i] = score
+            if len(good) == len(out.rewards):  # every sample: `good` is range(n)
+                out.rewards[:] = scores
+            else:
+                for i, score in zip(good, scores, strict=True):
+                    out.rewards[i] = score
             return
         for i, score in zip(good, scores, strict=True):
             value = finite_float(score)

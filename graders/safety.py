@@ -58,7 +58,8 @@ def clean_text(text: str) -> str:
 def clean_texts(texts: list[str]) -> list[str]:
     """`clean_text` of each; `texts` itself when none holds a lone surrogate (checked in C, in chunks)."""
     for start in range(0, len(texts), 4096):
-        if _SURROGATE.search("".join(texts[start : start + 4096])):
+        chunk = "".join(texts[start : start + 4096])
+        if not chunk.isascii() and _SURROGATE.search(chunk):  # isascii is a flag lookup
             return [clean_text(t) for t in texts]
     return texts
 

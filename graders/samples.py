@@ -125,7 +125,7 @@ def make_sample(output: SampleInput) -> dict[str, Any]:
 
 
 def frozen_sample(output: SampleInput) -> FrozenDict:
-    """`make_sample(output)` as a read-only deep copy (what graders get); raises GradingError likewise."""
+    """`make_sample(output)` as a read-only deep copy (what user code gets); raises GradingError likewise."""
     if type(output) is str:  # the common case, built read-only directly
         parsed = parse_json_output(output)
         return FrozenDict(
@@ -134,8 +134,12 @@ def frozen_sample(output: SampleInput) -> FrozenDict:
             output_tools=FrozenList(),
             choices=FrozenList(),
         )
-    sample = make_sample(output)
+    return freeze_sample(make_sample(output))
+
+
+def freeze_sample(sample: dict[str, Any]) -> FrozenDict:
+    """A read-only deep copy of a sample dict (keeping an `UnparsedJSON` marker, which `freeze` would drop)."""
     frozen: FrozenDict = freeze(sample)
-    if type(sample.get("output_json")) is UnparsedJSON:  # keep the marker (freeze makes a plain copy)
+    if type(sample.get("output_json")) is UnparsedJSON:
         dict.__setitem__(frozen, "output_json", sample["output_json"])
     return frozen
