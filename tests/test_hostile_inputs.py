@@ -532,6 +532,11 @@ def test_templates_cannot_rewrite_items() -> None:
     assert flags(r) == [["other_error"]] * 3  # the sandbox refuses the call, for every sample
     assert "unsafe" in message(r[0], "check")
     assert items == before
+    samples: list[Any] = [{"output_text": "x", "output_json": {"answer": "x", "list": [1]}}]
+    for tpl in ("{{ sample.output_json.update(answer='y') }}", "{{ sample.output_json.list.append(2) }}"):
+        r = run_batch(check(input=tpl, reference=""), samples, [{}])
+        assert r.rewards == [0.0] and flags(r) == [["other_error"]]
+    assert samples == [{"output_text": "x", "output_json": {"answer": "x", "list": [1]}}]
     # a template that only reads is unaffected
     assert run_batch(check(input="{{ sample.output_text | trim }}"), ["right ", "x"], items[1:]).rewards == [1.0, 1.0]
 
