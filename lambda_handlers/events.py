@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gradekit.graders import GradingError
-from gradekit.runtime.jsonl import clean_text, loads, nests_deeper
+from gradekit.graders.safety import nesting_exceeds
+from gradekit.runtime.jsonl import clean_text, loads
 
 WRAPPER_KEYS = ("trajectories", "samples")
 #: Longest answer graded, in characters; a longer one is `truncated_observation_error`.
@@ -116,7 +117,7 @@ def parse_event(event: Any, *, max_chars: int = DEFAULT_MAX_CHARS) -> list[Row]:
             rows.append(Row(None, GradingError("sample_parse_error", f"sample {n} is not an object"), {}))
             continue
         row_id, id_error = sample_id(raw.get("id"), n)
-        if nests_deeper(raw if isinstance(raw, dict) else dict(raw), MAX_SAMPLE_DEPTH):
+        if nesting_exceeds(raw if isinstance(raw, dict) else dict(raw), MAX_SAMPLE_DEPTH):
             too_deep = GradingError("sample_parse_error", f"sample {n} nests deeper than {MAX_SAMPLE_DEPTH} levels")
             rows.append(Row(row_id, too_deep, {}))
             continue

@@ -3,7 +3,8 @@
 Every JSON or text output of the runtime (HTTP responses, JSONL files, reports, Lambda responses and logs)
 goes through `dumps`, `model_json`, `clean_text` or `utf8`, so no value can make an output fail: lone
 surrogates become U+FFFD, non-finite floats and integers too long to print become null, values JSON has no
-type for become their `repr`, and cycles or nesting deeper than `MAX_OUTPUT_DEPTH` become a marker string.
+type for become a short description, and nesting deeper than `MAX_JSON_DEPTH` a marker string: the
+values are made safe by `gradekit.graders.safety`, the one place that does it for every layer.
 Every JSON input goes through `loads` (or `Line.parse`), which turns input nested too deeply for Python's
 parser into a `ValueError` naming the problem instead of a `RecursionError`.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import stat
 import sys
 import time
@@ -24,8 +24,10 @@ from typing import IO, Any
 
 from pydantic import BaseModel
 
+from gradekit.graders.limits import MAX_JSON_DEPTH
+from gradekit.graders.safety import clean_text, json_safe
+
 __all__ = [
-    "MAX_OUTPUT_DEPTH",
     "TOO_DEEP",
     "JsonDepthError",
     "JsonlError",
@@ -38,7 +40,6 @@ __all__ = [
     "json_safe",
     "loads",
     "model_json",
-    "nests_deeper",
     "read_jsonl",
     "scan_complete_lines",
     "utf8",
@@ -47,16 +48,7 @@ __all__ = [
 
 StrPath = str | os.PathLike[str]
 
-#: Containers nested deeper than this in an output value are replaced by a marker string (see `json_safe`).
-MAX_OUTPUT_DEPTH = 256
-
-_SURROGATES = re.compile("[\ud800-\udfff]")
 _COMPACT = (",", ":")
-
-
-def clean_text(text: str) -> str:
-    """`text` with every surrogate code point (which UTF-8 cannot encode) replaced by U+FFFD."""
-    return _SURROGATES.sub("\ufffd", text) if _SURROGATES.search(text) else text
 
 
 def utf8(text: str) -> bytes:
@@ -77,92 +69,6 @@ def write_text(stream: IO[str], text: str) -> None:
         stream.write(text.encode(encoding, "replace").decode(encoding))
 
 
-def _int(value: int) -> int | None:
-    # Python refuses to print integers over `sys.get_int_max_str_digits()` digits (4300 by default).
-    if value.bit_length() < 10_000:
-        return value
-    try:
-        str(value)
-    except ValueError:
-        return None
-    return value
-
-
-def _scalar(value: Any) -> Any:
-    """A JSON scalar for a non-container value."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, int):
-        return _int(value)
-    if isinstance(value, float):
-        return value if value - value == 0.0 else None  # NaN and infinities have no JSON form
-    try:
-        return clean_text(repr(value))
-    except Exception:
-        return f"<{type(value).__name__}>"
-
-
-def _key(key: Any) -> str:
-    if isinstance(key, str):
-        return clean_text(key)
-    value = _scalar(key)
-    return json.dumps(value) if value is None or isinstance(value, bool | float) else str(value)
-
-
-def json_safe(value: Any, *, max_depth: int = MAX_OUTPUT_DEPTH) -> Any:
-    """A copy of `value` that strict JSON can carry: see the module docstring (iterative: no recursion limit)."""
-    root: list[Any] = [None]
-    on_path: set[int] = set()  # containers being copied: meeting one again is a cycle
-    leave = object()
-    stack: list[tuple[Any, Any, Any, int]] = [(value, root, 0, 0)]
-    while stack:
-        v, parent, key, depth = stack.pop()
-        if v is leave:
-            on_path.discard(key)
-            continue
-        if not isinstance(v, dict | list | tuple):
-            parent[key] = _scalar(v)
-        elif id(v) in on_path:
-            parent[key] = "<circular reference>"
-        elif depth >= max_depth:
-            parent[key] = f"<nested deeper than {max_depth} levels>"
-        else:
-            on_path.add(id(v))
-            stack.append((leave, None, id(v), 0))
-            if isinstance(v, dict):
-                out: dict[str, Any] = {}
-                children = []
-                for k, child in v.items():
-                    k = _key(k)
-                    out[k] = None  # keeps the input's key order
-                    children.append((child, out, k, depth + 1))
-                parent[key] = out
-            else:
-                items: list[Any] = [None] * len(v)
-                children = [(child, items, i, depth + 1) for i, child in enumerate(v)]
-                parent[key] = items
-            stack.extend(reversed(children))
-    return root[0]
-
-
-def nests_deeper(value: Any, limit: int) -> bool:
-    """True when lists and dicts in `value` nest more than `limit` levels (or loop); iterative, stops early."""
-    containers = (dict, list, tuple)
-    if not isinstance(value, containers):
-        return False
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        v, depth = stack.pop()
-        if depth > limit:
-            return True
-        for child in v.values() if isinstance(v, dict) else v:
-            if isinstance(child, containers):  # scalars are never pushed: most of a sample is scalars
-                stack.append((child, depth + 1))
-    return False
-
-
 def dumps(value: Any, *, indent: int | None = None) -> str:
     """`value` as strict JSON text (`json.loads` reads it back, `allow_nan=False` holds); never raises."""
     options: dict[str, Any] = {
@@ -176,9 +82,9 @@ def dumps(value: Any, *, indent: int | None = None) -> str:
     except (ValueError, TypeError, RecursionError):
         pass
     # Called from deep in the stack, even the bounded copy may be too deep for the encoder: bound it harder.
-    for depth in (MAX_OUTPUT_DEPTH, 16):
+    for depth in (MAX_JSON_DEPTH, 16):
         try:
-            return clean_text(json.dumps(json_safe(value, max_depth=depth), **options))
+            return clean_text(json.dumps(json_safe(value, depth), **options))
         except RecursionError:
             continue
     return "null"
