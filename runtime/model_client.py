@@ -44,6 +44,7 @@ import openai
 
 from gradekit.graders.errors import GradingError
 from gradekit.graders.executors import ModelGrade, format_exception
+from gradekit.graders.safety import json_nesting_exceeds
 
 if TYPE_CHECKING:
     from gradekit.graders.models import LabelModel, ScoreModel
@@ -196,6 +197,8 @@ def _json_object(content: str) -> dict[str, Any] | None:
     fenced = _FENCE.match(text)
     if fenced:
         text = fenced.group(1).strip()
+    if json_nesting_exceeds(text):  # a sample can make the judge echo it: deep JSON must not reach the parser
+        return None
     try:
         whole = json.loads(text)
     except ValueError:

@@ -364,11 +364,19 @@ def test_parse_score_accepts(content: str, expected: float) -> None:
         '{"score": 1}',
         '{"result": NaN}',
         "The answer 4 is right: " + "x " * 100,
+        "[" * 100_000,  # a judge echoing a sample's deep JSON: a parse error, not RecursionError
+        '{"result": 1, "steps": ' + "[" * 100_000 + "]" * 100_000 + "}",
     ],
 )
 def test_parse_score_rejects(content: str) -> None:
     with pytest.raises(GradingError) as e:
         parse_score(content)
+    assert e.value.flag == "model_grader_parse_error"
+
+
+def test_parse_label_of_deep_json_is_a_parse_error() -> None:
+    with pytest.raises(GradingError) as e:
+        parse_label('{"result": "yes", "steps": ' + "[" * 100_000 + "]" * 100_000 + "}", ["yes", "no"])
     assert e.value.flag == "model_grader_parse_error"
 
 
