@@ -25,7 +25,7 @@ TASK = Path(__file__).parent / "ticket_routing"
 OUT = Path(os.environ.get("GRADEKIT_DEMO_DIR", "gradekit-runs/demo"))
 SEED = 1
 HYPERPARAMETERS = {"n_epochs": 12, "batch_size": 8, "eval_interval": 20}
-OPTIONS = {"max_completion_tokens": 4, "learning_rate": 2e-3, "group_size": 8}
+OPTIONS = {"max_completion_tokens": 4, "learning_rate": 1e-3, "group_size": 8}
 
 
 def base_model(path: Path) -> Path:
