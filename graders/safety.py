@@ -177,6 +177,12 @@ class _ShortRepr(reprlib.Repr):
             return f"<int of {x.bit_length()} bits>"
         return super().repr_int(x, level)
 
+    def repr1(self, x: Any, level: int) -> str:
+        # reprlib picks `repr_<type name>` by name alone: a foreign type named "list" is not a list.
+        if type(x).__module__ != "builtins":
+            return self.repr_instance(x, level)
+        return super().repr1(x, level)
+
     def repr_instance(self, x: Any, level: int) -> str:
         if isinstance(x, int):  # bool and int subclasses (IntEnum) are printed as ints
             return self.repr_int(int(x), level) if not isinstance(x, bool) else repr(bool(x))
