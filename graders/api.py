@@ -131,7 +131,7 @@ async def arun_batch(
     g = validate(grader)
     batch = Batch(samples, items if items is not None else [None] * len(samples))
     start = time.perf_counter()
-    outcome = await _grade(g, batch, env or _default_env())
+    outcome = await _grade(g, batch, env or shared_env())
     for i, reason in batch.json_notes().items():
         outcome.note(i).scores.setdefault("output_json_error", reason)
     for i, e in batch.sample_errors().items():
@@ -211,8 +211,9 @@ def run(
 _ENV: Env | None = None
 
 
-def _default_env() -> Env:
-    """The environment used when none is passed: a `gradekit.env` entry point's if installed, else in-process.
+def shared_env() -> Env:
+    """The environment used when none is passed (shared by the process): a `gradekit.env` entry point's if
+    installed, else in-process.
 
     gradekit.runtime registers one (sandboxed Python graders, OpenAI-compatible model clients); graders
     never import it.

@@ -107,7 +107,7 @@ from typing import Any, Final
 from gradekit.graders import Call, GradingError, PythonGrader
 from gradekit.graders.errors import MAX_DETAIL_CHARS, truncate_detail
 
-__all__ = ["GRADER_IMAGE_PACKAGES", "ForeignValue", "SandboxPool", "available_packages"]
+__all__ = ["GRADER_IMAGE_PACKAGES", "ForeignValue", "OwnedPool", "SandboxPool", "available_packages"]
 
 #: The packages of OpenAI's python grader image: import name -> distribution name.
 GRADER_IMAGE_PACKAGES: Final[dict[str, str]] = {
@@ -1399,6 +1399,10 @@ class SandboxPool:
                     slot.interrupt()
             raise
 
+    def for_owner(self, owner: str) -> OwnedPool:
+        """This pool as a `PythonExecutor` for one owner (a job or tenant id): its workers serve no one else."""
+        return OwnedPool(self, owner)
+
     def _take(self, key: str | None) -> tuple[_Job, int] | None:
         """The next sample to grade, preferably of grader `key` (the slot's worker serves no other)."""
         with self._cond:
@@ -1473,6 +1477,18 @@ class SandboxPool:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class OwnedPool:
+    """A `SandboxPool` seen by one owner: `run` grades with `owner=` set (see `SandboxPool.for_owner`)."""
+
+    def __init__(self, pool: SandboxPool, owner: str) -> None:
+        self.pool = pool
+        self.owner = owner
+
+    async def run(self, grader: PythonGrader, samples: Sequence[dict[str, Any]], items: Sequence[Any]) -> list[Call]:
+        """`SandboxPool.run` for this owner."""
+        return await self.pool.run(grader, samples, items, owner=self.owner)
 
 
 def _interrupt_all(slots: list[_Slot]) -> None:

@@ -6,7 +6,7 @@ import sys
 from importlib.metadata import entry_points
 
 from gradekit.graders import PythonGrader, run
-from gradekit.graders.api import _default_env
+from gradekit.graders.api import shared_env
 from gradekit.runtime.env import LazyModelClient
 from gradekit.runtime.sandbox import SandboxPool
 
@@ -14,7 +14,7 @@ from gradekit.runtime.sandbox import SandboxPool
 def test_entry_point_gives_the_runtime_env() -> None:
     (ep,) = [e for e in entry_points(group="gradekit.env") if e.name == "runtime"]
     assert ep.value == "gradekit.runtime.env:default_env"
-    env = _default_env()
+    env = shared_env()
     assert isinstance(env.python, SandboxPool)
     assert isinstance(env.model, LazyModelClient)
 

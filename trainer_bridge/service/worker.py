@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -41,6 +42,8 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Literal
+
+from gradekit.graders import Env
 
 from .config import ServiceConfig
 from .grading import resolve_grader
@@ -224,7 +227,13 @@ class Worker:
             after = f" after {row.deaths} worker death(s)" if row.deaths else ""
             print(f"gradekit worker: {row.id}: resuming{after}", flush=True)
             return RFTJob.resume(
-                run, grader=grader, backend=backend, progress=False, listener=listener, model_name=spec["base"]
+                run,
+                grader=grader,
+                backend=backend,
+                env=job_env(row.id),
+                progress=False,
+                listener=listener,
+                model_name=spec["base"],
             )
         print(f"gradekit worker: {row.id}: starting", flush=True)
         obj = row.object
@@ -239,6 +248,7 @@ class Worker:
             output_dir=run,
             options=spec["options"],
             backend=backend,
+            env=job_env(row.id),
             progress=False,
             job_id=row.id,
             listener=listener,
@@ -430,6 +440,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Everything is on disk by now; skipping the interpreter's teardown (torch's takes a second or two) lets the
     # server stop quickly.
     os._exit(0)
+
+
+def job_env(job_id: str) -> Env:
+    """The grading environment of one job: the default one, its sandbox workers serving that job only."""
+    from gradekit.graders.api import shared_env
+    from gradekit.runtime.sandbox import SandboxPool
+
+    env = shared_env()
+    if isinstance(env.python, SandboxPool):
+        return dataclasses.replace(env, python=env.python.for_owner(job_id))
+    return env
 
 
 class WorkerProcess:
