@@ -43,8 +43,10 @@ from typing import Any, TypeVar
 import anyio.to_thread
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.datastructures import DefaultPlaceholder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -126,6 +128,19 @@ class SafeJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         """`content` as strict JSON bytes."""
         return utf8(dumps(content))
+
+
+class SafeRoute(APIRoute):
+    """A route whose result, unless it names a `response_model`, is rendered by `SafeJSONResponse` as it is.
+
+    FastAPI would otherwise turn a `-> dict` annotation into a pydantic response model, whose serialiser
+    refuses lone surrogates (a 500 from a plugin route such as OpenRLHF's or the fine-tuning API's).
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if isinstance(kwargs.get("response_model", DefaultPlaceholder(None)), DefaultPlaceholder):
+            kwargs["response_model"] = None
+        super().__init__(path, endpoint, **kwargs)
 
 
 def error_response(
@@ -530,10 +545,12 @@ def create_app(
 ) -> FastAPI:
     """The gradekit HTTP API; `env` grades (None: default), `api_key` guards every route, `grader` is for plugins."""
     app = FastAPI(
+        default_response_class=SafeJSONResponse,  # plugin routes too: no value can make a response fail
         title="gradekit",
         summary="OpenAI-compatible grader run/validate API and gradekit's batch grading",
         version=_version(),
     )
+    app.router.route_class = SafeRoute
     app.state.env = env
     app.state.grader = grader
 

@@ -250,3 +250,30 @@ def test_create_app_keeps_the_grader() -> None:
     grader = validate(GRADER)
     assert create_app(grader=grader).state.grader is grader
     assert create_app().state.grader is None
+
+
+def test_http_route_answers_strict_json_whatever_the_names_and_queries_hold() -> None:
+    grader = validate(
+        {
+            "type": "multi",
+            "name": "m",
+            "graders": {
+                "a\ud800": {
+                    "type": "string_check",
+                    "name": "a\ud800",
+                    "input": "{{ sample.output_text }}",
+                    "reference": "x",
+                    "operation": "eq",
+                }
+            },
+            "calculate_output": "1",
+        }
+    )
+    with running(app_with_route(grader=grader)) as url:
+        status, body = post(f"{url}{ROUTE}", {"query": ["x\ud800", "x"]})
+    assert status == 200  # FastAPI's own serialiser refused the surrogate: a 500
+    assert body == {
+        "rewards": [1.0, 1.0],
+        "scores": [1.0, 1.0],
+        "extra_logs": {"a\ufffd": [0.0, 1.0], "error": [0.0, 0.0]},
+    }
