@@ -19,6 +19,7 @@ from typing import Any
 from gradekit.graders import ERROR_FLAGS, BatchResult, Grader, GradingError, Multi
 from gradekit.graders.errors import ErrorFlag
 from gradekit.graders.results import SampleNotes
+from gradekit.graders.safety import loads_json
 from gradekit.graders.samples import SampleInput
 
 __all__ = ["LambdaBackend", "to_bedrock_sample"]
@@ -280,7 +281,7 @@ class LambdaBackend:
             attempt += 1
         if function_error:
             try:
-                failure = json.loads(body)
+                failure = loads_json(body.decode("utf-8", "replace"))
             except ValueError:
                 failure = {}
             if not isinstance(failure, Mapping):
@@ -289,7 +290,7 @@ class LambdaBackend:
             message = failure.get("errorMessage") or body[:300].decode("utf-8", "replace")
             return f"Lambda {self.function} failed ({function_error}): {error_type}: {message}"
         try:
-            out = json.loads(body)
+            out = loads_json(body.decode("utf-8", "replace"))
         except ValueError:
             return f"Lambda {self.function} returned a payload that is not JSON: {body[:200]!r}"
         if not isinstance(out, list):

@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any
 
+from gradekit.graders.safety import loads_json
+
 __all__ = ["to_sample"]
 
 # The Hermes/Qwen convention for tool calls in generated text: <tool_call>{"name": ..., "arguments": {...}}</tool_call>
@@ -22,7 +24,7 @@ def to_sample(text: str, index: int = 0) -> str | dict[str, Any]:
 
     def take(match: re.Match[str]) -> str:
         try:
-            call = json.loads(match.group(1))
+            call = loads_json(match.group(1))  # a model's deep JSON stays text, never a RecursionError
         except ValueError:
             return match.group(0)
         if not isinstance(call, dict) or not isinstance(call.get("name"), str):

@@ -28,7 +28,6 @@ sends no API key: do not start that server with one.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,7 @@ from pydantic import BaseModel, ConfigDict
 
 from gradekit.graders import BatchResult, Env, arun_batch, run_batch, validate
 from gradekit.graders.api import GraderLike
+from gradekit.graders.safety import loads_json
 from gradekit.trainer_bridge._adapters import cached_grader, sample_columns
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def openrlhf_item(label: Any, label_key: str = "label") -> dict[str, Any]:
     item: dict[str, Any] = {label_key: label}
     if isinstance(label, str) and label.lstrip().startswith("{"):
         try:
-            parsed = json.loads(label)
+            parsed = loads_json(label)
         except ValueError:
             parsed = None
         if isinstance(parsed, dict):

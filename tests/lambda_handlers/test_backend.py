@@ -58,7 +58,8 @@ class HandlerAPI(JsonPostServer):
     """The Lambda Invoke API running `bedrock_reward_handler(security_review)` in this process.
 
     The first `throttle` calls answer `error` (status, error type: a 429 throttle by default); a payload
-    containing `fail_on` answers an Unhandled function error; the response leaves out the entry of id `drop`.
+    containing `fail_on` answers an Unhandled function error; the response leaves out the entry of id `drop`;
+    `reply` replaces every successful response body.
     """
 
     def __init__(
@@ -68,8 +69,9 @@ class HandlerAPI(JsonPostServer):
         fail_on: str | None = None,
         drop: str | None = None,
         error: tuple[int, str] = (429, "TooManyRequestsException"),
+        reply: bytes | None = None,
     ) -> None:
-        self.throttle, self.fail_on, self.drop, self.error = throttle, fail_on, drop, error
+        self.throttle, self.fail_on, self.drop, self.error, self.reply = throttle, fail_on, drop, error, reply
         self.calls: list[tuple[int, list[str]]] = []  # (status, ids) per request
         self.sizes: list[int] = []
         self._lock = threading.Lock()  # one invoke at a time: the handler's Powertools metrics are shared
@@ -93,6 +95,8 @@ class HandlerAPI(JsonPostServer):
             if self.fail_on is not None and self.fail_on.encode() in payload:
                 failure = {"errorType": "RuntimeError", "errorMessage": "boom", "stackTrace": []}
                 return 200, json.dumps(failure).encode(), {"X-Amz-Function-Error": "Unhandled"}
+            if self.reply is not None:
+                return 200, self.reply, {}
             out = [r for r in self._handler(event, Context()) if r["id"] != self.drop]
             return 200, json.dumps(out).encode(), {}
 
@@ -245,6 +249,15 @@ def test_function_error_fails_its_sub_batch_only() -> None:
             assert message == f"Lambda {NAME} failed (Unhandled): RuntimeError: boom"
         else:
             assert (result.rewards[i], result.error_flags(i)) == (EXPECTED.rewards[i], EXPECTED.error_flags(i))
+
+
+def test_a_deeply_nested_response_fails_its_rows_not_the_run() -> None:
+    samples, items = rows()
+    with HandlerAPI(reply=b"[" * 100_000) as api:
+        result = grade(api.url, samples[:3], items[:3])
+    assert result.rewards == [0.0] * 3 and [result.error_flags(i) for i in range(3)] == [["other_error"]] * 3
+    message = result[0].metadata.scores["error_details"]["security_review"]["message"]
+    assert message.startswith(f"Lambda {NAME} returned a payload that is not JSON")
 
 
 def test_missing_result_and_local_errors() -> None:

@@ -33,6 +33,8 @@ def test_tool_call_blocks_become_tool_calls() -> None:
 def test_malformed_blocks_stay_in_the_text() -> None:
     text = "<tool_call>{not json}</tool_call> <tool_call>[1]</tool_call>"
     assert to_sample(text) == text
+    deep = "<tool_call>" + "[" * 100_000 + "</tool_call>"  # a policy's answer: text, never a RecursionError
+    assert to_sample(deep) == deep
 
 
 def test_a_tool_call_grader_scores_the_parsed_calls() -> None:
