@@ -693,3 +693,20 @@ def test_packages_under_the_system_temp_directory_stay_importable(monkeypatch: p
         with SandboxPool(workers=1) as pool:
             source = "import gk_temp_module\ndef grade(sample, item):\n    return gk_temp_module.VALUE\n"
             assert _values(_grade(pool, source, [0])) == [4.5]
+
+
+def test_a_call_that_leaves_a_thread_running_retires_its_worker() -> None:
+    source = """
+    import os, threading, time
+    WORKER = os.urandom(8).hex()
+
+    def grade(sample, item):
+        if item == "linger":
+            threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+        return WORKER
+    """
+    with SandboxPool(workers=1) as one:
+        plain = _values(_grade(one, source, ["a", "b"]))
+        lingered = _values(_grade(one, source, ["linger", "after"]))
+    assert plain[0] == plain[1]  # a warm worker serves its grader's next sample
+    assert lingered[0] == plain[1] and lingered[1] != lingered[0]  # the thread's call was that worker's last
