@@ -22,6 +22,7 @@ from gradekit.lambda_handlers.handler import grades_in_process
 from gradekit.runtime.jsonl import TOO_DEEP, clean_text
 from gradekit.runtime.sandbox import SandboxPool
 
+from ..values import deep_list
 from .test_handler import Context
 
 ANSWER = StringCheck(name="answer", input="{{ sample.output_text }}", reference="{{ item.answer }}", operation="eq")
@@ -45,16 +46,6 @@ def flags(entry: dict[str, Any]) -> list[str]:
 def records(stdout: str) -> list[dict[str, Any]]:
     """The JSON lines Powertools printed (log records and EMF metrics)."""
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-
-
-def deep_list(depth: int) -> list[Any]:
-    root: list[Any] = []
-    node = root
-    for _ in range(depth - 1):
-        child: list[Any] = []
-        node.append(child)
-        node = child
-    return root
 
 
 def test_non_finite_and_unprintable_ids_are_answered_as_null_with_sample_parse_error(

@@ -27,18 +27,8 @@ from gradekit.runtime.jsonl import (
 )
 from gradekit.runtime.report import format_summary, print_summary
 
+from ..values import deep_list
 from .asgi import strict_json
-
-
-def deep_list(depth: int) -> list[Any]:
-    """A list nesting `depth` levels, built without recursion."""
-    root: list[Any] = []
-    node = root
-    for _ in range(depth - 1):
-        child: list[Any] = []
-        node.append(child)
-        node = child
-    return root
 
 
 def test_clean_text_and_utf8_replace_every_surrogate() -> None:
