@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -34,3 +35,14 @@ def test_quick_start_is_two_commands() -> None:
     quick = README.split("## Quick start", 1)[1].split("##", 1)[0]
     (block,) = re.findall(r"```bash\n(.*?)```", quick, re.S)
     assert [line.split("#")[0].strip() for line in block.strip().splitlines()] == ["make demo", "make test"]
+
+
+def test_the_shell_grading_example_scores_as_its_comment_says() -> None:
+    section = README.split("## Grade datasets from the shell", 1)[1]
+    (block,) = re.findall(r"```bash\n(.*?)```", section, re.S)[:1]
+    command = block.split("gradekit run ", 1)[1].split("#")[0].replace("\\\n", " ")
+    script = f"{Path(sys.executable).parent / 'gradekit'} run {command}"
+    where = ROOT / "examples" / "security_review"
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=where)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["reward"] == 1.0
