@@ -54,8 +54,21 @@ class Grader(BaseModel):
     #: Whether OpenAI's API accepts this grader type as it is.
     openai_native: ClassVar[bool] = True
 
-    name: str
+    #: Optional, as in OpenAI's API: a grader without one is named by its key inside a `multi`, else its `type`.
+    name: str = ""
     type: str
+
+    @model_validator(mode="after")
+    def _default_name(self) -> Any:
+        # Not in `model_fields_set`, so a `multi` can still tell a defaulted name from a given one.
+        if "name" not in self.model_fields_set:
+            self.__dict__["name"] = self.type
+        return self
+
+    @property
+    def named(self) -> bool:
+        """Whether the grader was given a `name` (else it defaulted to its key inside a `multi`, or its type)."""
+        return "name" in self.model_fields_set
 
     @model_validator(mode="before")
     @classmethod

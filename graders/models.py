@@ -442,6 +442,15 @@ SubGrader = Annotated[
 ]
 
 
+def _named_by_key(key: Any, g: Any) -> Any:
+    """A nameless sub-grader of a `multi` dict, named by its key (a named one as it is)."""
+    if isinstance(g, Mapping) and "name" not in g and isinstance(key, str):
+        return {**g, "name": key}
+    if isinstance(g, Grader) and not g.named and isinstance(key, str):
+        return g.model_copy(update={"name": key})
+    return g
+
+
 class Multi(Grader):
     """Combines named sub-graders with the `calculate_output` formula over their rewards."""
 
@@ -455,6 +464,7 @@ class Multi(Grader):
     @classmethod
     def _graders_as_dict(cls, value: Any) -> Any:
         # OpenAI's SDK types `graders` as one grader; the guide uses a dict. Accept both, and a list.
+        # A sub-grader without a `name` is named by its key in the dict form, else by its `type`.
         if isinstance(value, Mapping) and isinstance(value.get("type"), str):
             return {value.get("name", value["type"]): value}
         if isinstance(value, Grader):
@@ -462,11 +472,21 @@ class Multi(Grader):
         if isinstance(value, list | tuple):
             out = {}
             for g in value:
-                key = g.name if isinstance(g, Grader) else g.get("name") if isinstance(g, Mapping) else None
+                key = (
+                    g.name
+                    if isinstance(g, Grader)
+                    else g.get("name", g.get("type"))
+                    if isinstance(g, Mapping)
+                    else None
+                )
                 if not isinstance(key, str):
-                    raise ValueError("each grader in a list needs a `name` (it becomes its formula variable)")
+                    raise ValueError("each grader in a list needs a `name` or `type` (it becomes its formula variable)")
+                if key in out:
+                    raise ValueError(f"two graders in the list are named {key!r}: give them distinct `name`s")
                 out[key] = g
             return out
+        if isinstance(value, Mapping):
+            return {k: _named_by_key(k, g) for k, g in value.items()}
         return value
 
     @field_validator("calculate_output")
