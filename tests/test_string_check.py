@@ -23,6 +23,9 @@ def check(op: str, input: str = "{{ sample.output_text }}", reference: str = "{{
         ("like", "the answer is YES.", "yes", 0.0),
         ("ilike", "the answer is YES.", "yes", 1.0),
         ("ilike", "nope", "yes", 0.0),
+        ("ilike", "the answer is yes.", "YES", 1.0),  # an upper-case reference: both sides are folded
+        ("ilike", "ThE AnSwEr", "tHe aNsWeR", 1.0),
+        ("ilike", "the answer is no.", "YES", 0.0),
         ("like", "anything", "", 1.0),
     ],
 )
