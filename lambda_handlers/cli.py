@@ -10,8 +10,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from gradekit.runtime.cli import CLIError
 from gradekit.runtime.jsonl import loads
 
 __all__ = ["register"]
@@ -87,9 +88,9 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _fail(error: Exception) -> int:
-    print(f"error: {error}", file=sys.stderr)
-    return 1
+def _fail(error: Exception) -> NoReturn:
+    """Report `error` as the CLI's one error line (`gradekit: error: ...`, exit status 1)."""
+    raise CLIError(str(error)) from None
 
 
 def _variables(pairs: list[str]) -> dict[str, str]:
@@ -116,7 +117,7 @@ def _build(args: argparse.Namespace) -> int:
             log=_progress,
         )
     except BuildError as e:
-        return _fail(e)
+        _fail(e)
     print(report.summary())
     return 0
 
@@ -141,16 +142,16 @@ def _invoke(args: argparse.Namespace) -> int:
                     args.local, event, env=_variables(args.env), timeout=args.timeout, log_sink=sys.stderr
                 )
             except LocalInvokeError as e:
-                return _fail(e)
+                _fail(e)
         else:
             from .deploy import DeployError, RemoteInvokeError, invoke_remote
 
             try:
                 out = invoke_remote(args.arn, event, region=args.region)
             except (RemoteInvokeError, DeployError) as e:
-                return _fail(e)
+                _fail(e)
     except (OSError, ValueError) as e:
-        return _fail(e)
+        _fail(e)
     print(json.dumps(out, indent=2))
     return 0
 
@@ -173,7 +174,7 @@ def _deploy(args: argparse.Namespace) -> int:
             log=_progress,
         )
     except (DeployError, OSError, ValueError) as e:
-        return _fail(e)
+        _fail(e)
     qualifier = f"alias {result.alias} -> version {result.version}" if result.alias else f"version {result.version}"
     print(f"function {result.function_arn} ({'created' if result.created else 'updated'}, {qualifier})")
     print("grader for the fine-tuning job:")

@@ -6,6 +6,7 @@ gradekit run GRADER --sample TEXT [--item JSON]
 gradekit grade --grader G --data data.jsonl --samples samples.jsonl --out results.jsonl [--resume]
 gradekit grade --grader G --data data.jsonl --sample-from BASE_URL --model NAME --out results.jsonl
 gradekit serve [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--grader GRADER]
+gradekit --version
 ```
 
 GRADER is a `.json`/`.yaml` file, JSON text, or a `module:function` reference (see `load_grader`).
@@ -23,6 +24,11 @@ Plugins: upper layers add subcommands without this module importing them. Every 
 action: it calls `subparsers.add_parser(...)`, adds its options, and sets `func` with
 `parser.set_defaults(func=handler)`, where `handler(args: argparse.Namespace) -> int | None` returns the exit
 status (None means 0). A plugin that fails to load is logged and skipped.
+
+Mistakes: every error the user can fix (a usage error, a missing or malformed file, a bad option value, a
+failing grading or sampling service) is ONE line on stderr, `gradekit: error: <what>, naming the file, key or
+option`, and a non-zero exit status, never a traceback. Plugins raise `CLIError` (or call `error_line`) for
+theirs; `main` prints it. A closed stdout (`gradekit evals diff A B | head`) ends the command quietly (141).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from itertools import zip_longest
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -64,7 +70,7 @@ from gradekit.runtime.report import print_summary
 if TYPE_CHECKING:
     import openai
 
-__all__ = ["COMMANDS_GROUP", "CLIError", "build_parser", "main"]
+__all__ = ["COMMANDS_GROUP", "ERROR_PREFIX", "CLIError", "build_parser", "error_line", "main", "version_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +78,35 @@ logger = logging.getLogger(__name__)
 COMMANDS_GROUP = "gradekit.commands"
 
 
+#: What every error line of the command line starts with.
+ERROR_PREFIX = "gradekit: error: "
+
+#: Exit status after stdout was closed by the reader (`| head`): 128 + SIGPIPE, as a killed `cat` has.
+BROKEN_PIPE_STATUS = 141
+
+
 class CLIError(Exception):
-    """A failure the CLI reports as `gradekit: error: <message>` with exit status 1."""
+    """A mistake the CLI reports as one line, `gradekit: error: <message>`, with exit status `status` (1)."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def error_line(message: str) -> str:
+    """`message` as the CLI's one error line: the shared prefix, newlines folded, cut when very long."""
+    folded = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    return f"{ERROR_PREFIX}{_shortened(folded)}\n"
+
+
+def version_text() -> str:
+    """`gradekit <version>`, the installed distribution's version (from importlib.metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"gradekit {version('gradekit')}"
+    except PackageNotFoundError:
+        return "gradekit (version unknown: not installed)"
 
 
 def _say(message: str) -> None:
@@ -420,6 +453,25 @@ def _positive(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: a port is 0 to 65535")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage mistakes reported as the CLI's one error line (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print `gradekit: error: <message>; see '<command> --help'` and exit 2."""
+        write_text(sys.stderr, error_line(f"{message}; see '{self.prog} --help'"))
+        sys.exit(2)
+
+
 def _add(
     subparsers: Any, name: str, handler: Callable[[argparse.Namespace], int], help: str
 ) -> argparse.ArgumentParser:
@@ -430,7 +482,8 @@ def _add(
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser: gradekit's own subcommands, then those of `gradekit.commands` plugins."""
-    parser = argparse.ArgumentParser(prog="gradekit", description="Graders (reward functions) for RFT.")
+    parser = _Parser(prog="gradekit", description="Graders (reward functions) for RFT.")
+    parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     grader_help = "a grader: .json/.yaml file, JSON text, or module:function"
 
@@ -473,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "serve", _cmd_serve, "serve the grader HTTP API (OpenAI's graders run/validate, batch runs)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=_port, default=8000, help="port, 0 to 65535 (default 8000)")
     p.add_argument("--api-key", metavar="KEY", help="require `Authorization: Bearer KEY` (default $GRADEKIT_API_KEY)")
     p.add_argument("--max-body-bytes", type=_positive, default=8 * 1024 * 1024, metavar="N", help="request size cap")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -516,18 +569,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args) or 0)
     except GraderValidationError as e:
-        problems = "".join(f"  - {problem}\n" for problem in e.problems)
-        write_text(sys.stderr, f"gradekit: invalid grader ({len(e.problems)} problem(s)):\n{problems}")
+        if len(e.problems) == 1:
+            write_text(sys.stderr, error_line(f"invalid grader: {e.problems[0]}"))
+        else:
+            write_text(sys.stderr, error_line(f"invalid grader ({len(e.problems)} problems): {'; '.join(e.problems)}"))
         return 1
-    except (CLIError, JsonlError, OSError) as e:
-        write_text(sys.stderr, f"gradekit: error: {_shortened(str(e))}\n")
+    except CLIError as e:
+        write_text(sys.stderr, error_line(str(e)))
+        return e.status
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, and keep the exit flush quiet too
+        _silence_stdout()
+        return BROKEN_PIPE_STATUS
+    except JsonlError as e:
+        write_text(sys.stderr, error_line(str(e)))
+        return 1
+    except OSError as e:
+        write_text(sys.stderr, error_line(_os_error(e)))
         return 1
     except RecursionError:  # e.g. a grader given as JSON text nested deeper than Python's parser allows
-        write_text(sys.stderr, f"gradekit: error: RecursionError: is an input nested too deeply? {TOO_DEEP}\n")
+        write_text(sys.stderr, error_line(f"RecursionError: is an input nested too deeply? {TOO_DEEP}"))
         return 1
     except KeyboardInterrupt:
         write_text(sys.stderr, "gradekit: interrupted\n")
         return 130
+
+
+def _os_error(e: OSError) -> str:
+    """`<file>: <reason>` for an OSError about a file, else its text."""
+    if e.filename is not None and e.strerror:
+        reason = "no such file" if isinstance(e, FileNotFoundError) else e.strerror
+        return f"{e.filename}: {reason}"
+    return str(e)
+
+
+def _silence_stdout() -> None:
+    """Point stdout's descriptor at /dev/null, so that flushing what is left at exit raises nothing."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a capture: nothing to silence
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from gradekit.runtime.cli import CLIError
+
 __all__ = ["register"]
 
 _HYPER = {
@@ -48,7 +50,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--grader", metavar="GRADER", help="a .json/.yaml grader file or module:function")
     p.add_argument("--train", metavar="FILE", help="training file (RFT JSONL: messages + item fields)")
-    p.add_argument("--valid", metavar="FILE", help="validation file (same format)")
+    p.add_argument(
+        "--valid", metavar="FILE", help="validation file (same format; default: validate on the training file)"
+    )
     p.add_argument("--model", default="tiny-local", help="tiny-local (default) or a local Hugging Face model folder")
     for name, kind in _HYPER.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=_auto(kind), default="auto", metavar="N|auto")
@@ -78,7 +82,7 @@ def _job(args: argparse.Namespace) -> Any:
 
     if args.resume is not None:
         return RFTJob.resume(args.resume, progress=not args.quiet)
-    missing = [f"--{n}" for n in ("grader", "train", "valid") if getattr(args, n) is None]
+    missing = [f"--{n}" for n in ("grader", "train") if getattr(args, n) is None]
     if missing:
         raise ValueError(f"missing {', '.join(missing)} (or give --resume RUN_DIR)")
     from gradekit.graders import load_grader
@@ -91,7 +95,7 @@ def _job(args: argparse.Namespace) -> Any:
         args.model,
         grader,
         args.train,
-        args.valid,
+        args.valid if args.valid is not None else args.train,  # as the fine-tuning API: no file, the training one
         hyper,
         seed=args.seed,
         suffix=args.suffix,
@@ -103,14 +107,17 @@ def _job(args: argparse.Namespace) -> Any:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from gradekit.graders import GraderValidationError
+
     from .job import JobError
     from .report import format_history
 
     try:
         job = _job(args)
+    except GraderValidationError:
+        raise  # main prints it as the CLI's invalid-grader line
     except (ValueError, OSError, JobError) as e:
-        print(f"gradekit train: {e}", file=sys.stderr)
-        return 2
+        raise CLIError(str(e), status=2) from None
 
     def on_interrupt(signum: int, frame: FrameType | None) -> None:
         if job.pause_requested:
@@ -124,8 +131,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         record = job.run()
     except JobError as e:
-        print(f"gradekit train: job {job.id} failed: {e.message}", file=sys.stderr)
-        return 1
+        raise CLIError(f"job {job.id} failed: {e.message}") from None
     finally:
         signal.signal(signal.SIGINT, previous)
     history = [e["data"] for e in job.events if e["type"] == "metrics"]

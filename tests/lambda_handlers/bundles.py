@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -17,7 +16,6 @@ import pytest
 from gradekit.graders import run_batch
 from gradekit.lambda_handlers import bedrock_reward_handler
 from gradekit.lambda_handlers.build import BuildReport, build_zip
-from gradekit.lambda_handlers.cli import register
 from gradekit.lambda_handlers.events import parse_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,11 +93,10 @@ def without(zip_path: Path, out: Path, predicate: Any) -> Path:
 
 
 def gradekit_cli(*argv: str) -> int:
-    """Runs `gradekit ARGV` through `register`, as the gradekit CLI does."""
-    parser = argparse.ArgumentParser(prog="gradekit")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """Runs `gradekit ARGV` through the CLI's `main` (errors printed as its one `gradekit: error:` line)."""
+    from gradekit.runtime.cli import main
+
+    return main(list(argv))
 
 
 class LoopbackServer:

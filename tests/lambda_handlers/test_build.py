@@ -481,10 +481,12 @@ def test_cli_builds_and_invokes_a_grader_from_a_python_package(
 
 def test_cli_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert gradekit_cli("lambda", "build", "--grader", "nope.json", "--out", str(tmp_path / "x.zip")) == 1
-    assert capsys.readouterr().err == "error: grader file nope.json does not exist\n"
+    assert capsys.readouterr().err == "gradekit: error: grader file nope.json does not exist\n"
     event = tmp_path / "event.json"
     event.write_text("[]")
     assert gradekit_cli("lambda", "invoke", "--local", str(tmp_path / "missing.zip"), "--event", str(event)) == 1
     assert "missing.zip" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        gradekit_cli("lambda", "invoke", "--event", str(event))  # --local or --arn is required
+    assert gradekit_cli("lambda", "invoke", "--event", str(event)) == 2  # --local or --arn is required
+    assert capsys.readouterr().err == (
+        "gradekit: error: one of the arguments --local --arn is required; see 'gradekit lambda invoke --help'\n"
+    )

@@ -21,5 +21,5 @@ def test_an_event_that_is_not_json_names_its_file(
     code = main(["lambda", "invoke", "--local", str(tmp_path / "bundle.zip"), "--event", str(event)])
     err = capsys.readouterr().err
     assert code == 1
-    assert err.startswith(f"error: {event}: the event is not JSON: ") and reason in err
+    assert err.startswith(f"gradekit: error: {event}: the event is not JSON: ") and reason in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -167,7 +167,7 @@ def test_cli_deploy_prints_the_grader_json(
     assert (config["MemorySize"], config["Timeout"], config["Environment"]["Variables"]["K"]) == (512, 120, "v")
 
     assert gradekit_cli(*argv, "--memory", "1") == 1
-    assert capsys.readouterr().err == "error: memory must be 128 to 10240 MB, got 1\n"
+    assert capsys.readouterr().err == "gradekit: error: memory must be 128 to 10240 MB, got 1\n"
 
 
 # --- invoke_remote (a Lambda Invoke API running the bundle locally) --------------------------------------------
@@ -254,4 +254,4 @@ def test_cli_invoke_arn(
     assert json.loads(capsys.readouterr().out) == handler_output(bedrock_event())
     event.write_text('{"hello": "world"}')
     assert gradekit_cli("lambda", "invoke", "--arn", LIVE, "--event", str(event)) == 1
-    assert capsys.readouterr().err.startswith(f"error: {LIVE} failed (Unhandled): EventError:")
+    assert capsys.readouterr().err.startswith(f"gradekit: error: {LIVE} failed (Unhandled): EventError:")

@@ -209,7 +209,7 @@ def test_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     }
     assert cli.main(["validate", json.dumps(bad)]) == 1
     err = capsys.readouterr().err
-    assert "invalid grader (2 problem(s))" in err
+    assert err.startswith("gradekit: error: invalid grader (2 problems): ") and err.count("\n") == 1
     assert (
         "multi.graders.a.string_check.operation" in err and "multi.graders.b.text_similarity.evaluation_metric" in err
     )

@@ -51,4 +51,4 @@ def test_train_prints_the_validation_table_and_resumes(
 
 def test_train_names_what_is_missing(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--grader", "g.json"]) == 2
-    assert "missing --train, --valid (or give --resume RUN_DIR)" in capsys.readouterr().err
+    assert capsys.readouterr().err == "gradekit: error: missing --train (or give --resume RUN_DIR)\n"

@@ -1,0 +1,67 @@
+"""A newcomer's mistakes at the `gradekit` command line: each is ONE line, `gradekit: error: ...`, exit non-zero."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from gradekit.runtime import cli
+from gradekit.runtime.cli import main
+
+
+def one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """The single error line the command printed (asserting it is one line with the shared prefix)."""
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("\n") and "Traceback" not in err, err
+    assert err.startswith("gradekit: error: "), err
+    return err.removeprefix("gradekit: error: ").removesuffix("\n")
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"gradekit {version('gradekit')}\n"
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_serve_refuses_a_port_out_of_range(
+    port: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gradekit.runtime import server
+
+    monkeypatch.setattr(server, "serve", lambda *a, **k: pytest.fail("served on a bad port"))
+    assert main(["serve", "--port", port]) == 2
+    reason = f"{port!r} is not a port number" if port == "http" else f"{port} is out of range: a port is 0 to 65535"
+    assert one_line(capsys) == f"argument --port: {reason}; see 'gradekit serve --help'"
+
+
+def test_usage_errors_of_plugin_commands_share_the_prefix(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lambda", "invoke", "--event", "e.json"]) == 2
+    assert one_line(capsys) == ("one of the arguments --local --arn is required; see 'gradekit lambda invoke --help'")
+    assert main(["evals", "diff", "a.jsonl"]) == 2
+    assert one_line(capsys) == "the following arguments are required: after; see 'gradekit evals diff --help'"
+
+
+def test_train_needs_no_validation_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from gradekit.trainer_bridge import job as job_module
+
+    made: dict[str, object] = {}
+
+    class FakeJob:
+        def __init__(self, model: str, grader: object, train: str, valid: str, *args: object, **kwargs: object):
+            made.update(train=train, valid=valid)
+            raise job_module.JobError("stop", "stopped here")
+
+    monkeypatch.setattr(job_module, "RFTJob", FakeJob)
+    grader = tmp_path / "g.json"
+    grader.write_text(
+        '{"type": "string_check", "name": "g", "input": "{{ sample.output_text }}", "reference": "a", '
+        '"operation": "eq"}'
+    )
+    assert main(["train", "--grader", str(grader), "--train", "t.jsonl"]) == 2
+    assert made == {"train": "t.jsonl", "valid": "t.jsonl"}  # validation runs on the training file
+
+
+def test_plugin_errors_use_the_shared_helper() -> None:
+    assert cli.error_line("two\nlines") == "gradekit: error: two lines\n"
