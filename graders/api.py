@@ -27,6 +27,9 @@ from .samples import SampleInput
 GraderLike = Grader | Mapping[str, Any] | str | os.PathLike[str]
 T = TypeVar("T")
 
+#: Suffixes of grader files (JSON or YAML).
+GRADER_FILE_SUFFIXES = (".json", ".yaml", ".yml")
+
 _REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -56,6 +59,11 @@ def _read_file(path: Path) -> Any:
 
         try:
             return yaml.safe_load(text)
+        except yaml.YAMLError as e:  # its mark says where: line and column, counted from 0
+            mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(e, "problem", None) or str(e)
+            raise ValueError(f"not valid YAML{where}: {problem}") from None
         except RecursionError:
             raise ValueError(f"YAML nests deeper than Python can parse (MAX_JSON_DEPTH is {MAX_JSON_DEPTH})") from None
     return loads_json(text)
@@ -90,6 +98,8 @@ def load_grader(source: GraderLike) -> Grader:
                     return FunctionGrader.from_function(obj)
                 except TypeError as e:
                     raise GraderValidationError([str(e)]) from None
+        elif Path(text).suffix.lower() in GRADER_FILE_SUFFIXES and not Path(text).exists():
+            raise GraderValidationError([f"grader file {text} does not exist"])
         else:
             raise GraderValidationError([f"{text!r} is neither a grader file, JSON, nor a `module:function`"])
     if isinstance(obj, Grader):

@@ -50,6 +50,7 @@ from pydantic import ValidationError
 
 from gradekit.graders import Grader, GraderValidationError, GradingError, RunResult, run, validate
 from gradekit.graders.aggregate import Aggregate
+from gradekit.graders.api import GRADER_FILE_SUFFIXES
 from gradekit.runtime.engine import Engine, Pair, load_backend
 from gradekit.runtime.jsonl import (
     TOO_DEEP,
@@ -70,7 +71,16 @@ from gradekit.runtime.report import print_summary
 if TYPE_CHECKING:
     import openai
 
-__all__ = ["COMMANDS_GROUP", "ERROR_PREFIX", "CLIError", "build_parser", "error_line", "main", "version_text"]
+__all__ = [
+    "COMMANDS_GROUP",
+    "ERROR_PREFIX",
+    "CLIError",
+    "build_parser",
+    "error_line",
+    "load_grader_arg",
+    "main",
+    "version_text",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -139,13 +149,24 @@ def _object(text: str, what: str) -> dict[str, Any]:
 # --- validate, run ----------------------------------------------------------------------------------------
 
 
+def load_grader_arg(text: str) -> Grader:
+    """The grader a GRADER argument names (`validate`); a `CLIError` when it names a file that is not there."""
+    path = Path(text)
+    if not text.lstrip().startswith("{") and path.suffix.lower() in GRADER_FILE_SUFFIXES:
+        if not path.exists():
+            raise CLIError(f"grader file {text} does not exist")
+        if path.is_dir():
+            raise CLIError(f"grader file {text} is a directory")
+    return validate(text)
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
-    _out(dumps(validate(args.grader).to_json(), indent=2))
+    _out(dumps(load_grader_arg(args.grader).to_json(), indent=2))
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    grader = validate(args.grader)
+    grader = load_grader_arg(args.grader)
     item = _object(args.item, "--item") if args.item is not None else None
     _out(model_json(run(grader, args.sample, item), indent=2))
     return 0
@@ -385,7 +406,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     samples = Path(args.samples) if args.samples is not None else None
     grader_file = Path(args.grader) if os.path.isfile(args.grader) else None
     _refuse_overwriting_inputs(out, {"--data": data, "--samples": samples, "--grader": grader_file})
-    grader = validate(args.grader)
+    grader = load_grader_arg(args.grader)
     for path in (data, samples):
         if path is not None and not path.exists():
             raise CLIError(f"{path}: no such file")
@@ -435,7 +456,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     api_key = args.api_key or os.environ.get("GRADEKIT_API_KEY") or None
     if api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         _say(f"gradekit: warning: serving on {args.host} without an API key: anyone who can reach it can grade")
-    grader = validate(args.grader) if args.grader else None  # a bad grader fails here, before the server starts
+    grader = load_grader_arg(args.grader) if args.grader else None  # a bad grader fails here, before the server starts
     serve(args.host, args.port, api_key, max_body_bytes=args.max_body_bytes, grader=grader, log_level=args.log_level)
     return 0
 

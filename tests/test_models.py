@@ -148,8 +148,10 @@ def test_load_from_files_and_json_text(tmp_path: Path) -> None:
         "reference: '{{item.answer}}'\noperation: eq\n"
     )
     assert load_grader(tmp_path / "g.json") == load_grader(str(tmp_path / "g.yaml")) == load_grader(json.dumps(SC))
-    with pytest.raises(GraderValidationError, match="neither a grader file"):
+    with pytest.raises(GraderValidationError, match="grader file .*missing.json does not exist"):
         load_grader(str(tmp_path / "missing.json"))
+    with pytest.raises(GraderValidationError, match="neither a grader file"):
+        load_grader("missing")
     (tmp_path / "bad.json").write_text("{nope")
     with pytest.raises(GraderValidationError, match="cannot read grader"):
         load_grader(tmp_path / "bad.json")

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from gradekit.runtime.cli import CLIError
+from gradekit.runtime.cli import CLIError, load_grader_arg
 
 __all__ = ["register"]
 
@@ -85,9 +85,7 @@ def _job(args: argparse.Namespace) -> Any:
     missing = [f"--{n}" for n in ("grader", "train") if getattr(args, n) is None]
     if missing:
         raise ValueError(f"missing {', '.join(missing)} (or give --resume RUN_DIR)")
-    from gradekit.graders import load_grader
-
-    grader = load_grader(args.grader)
+    grader = load_grader_arg(args.grader)
     hyper = {name: getattr(args, name) for name in _HYPER}
     hyper["reasoning_effort"] = args.reasoning_effort
     options = {name: getattr(args, name) for name in _OPTIONS if getattr(args, name) is not None}

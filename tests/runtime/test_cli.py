@@ -226,7 +226,11 @@ def test_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "function": f"{__name__}:counting",
     }
     assert cli.main(["validate", str(tmp_path / "missing.json")]) == 1
-    assert "is neither a grader file, JSON, nor a `module:function`" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"gradekit: error: grader file {tmp_path / 'missing.json'} does not exist\n"
+    assert cli.main(["validate", "missing"]) == 1
+    assert capsys.readouterr().err == (
+        "gradekit: error: invalid grader: 'missing' is neither a grader file, JSON, nor a `module:function`\n"
+    )
 
 
 def test_run(capsys: pytest.CaptureFixture[str]) -> None:

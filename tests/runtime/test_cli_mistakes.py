@@ -65,3 +65,54 @@ def test_train_needs_no_validation_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 def test_plugin_errors_use_the_shared_helper() -> None:
     assert cli.error_line("two\nlines") == "gradekit: error: two lines\n"
+
+
+# --- grader files -------------------------------------------------------------------------------------------
+
+GRADER = (
+    '{"type": "string_check", "name": "g", "input": "{{ sample.output_text }}", "reference": "a", "operation": "eq"}'
+)
+
+
+def test_malformed_yaml_names_the_file_line_and_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("type: string_check\nname: g\ninput: [unclosed\nreference: a\n")
+    assert main(["validate", str(bad)]) == 1
+    assert one_line(capsys) == (
+        f"invalid grader: {bad}: cannot read grader: not valid YAML at line 4, column 10: "
+        "expected ',' or ']', but got ':'"
+    )
+    bad.write_text("type: string_check\n  name: g\n")
+    assert main(["validate", str(bad)]) == 1
+    assert one_line(capsys) == (
+        f"invalid grader: {bad}: cannot read grader: not valid YAML at line 2, column 7: "
+        "mapping values are not allowed here"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["validate", "{missing}"],
+        ["run", "{missing}", "--sample", "a"],
+        ["serve", "--grader", "{missing}"],
+        ["grade", "--grader", "{missing}", "--data", "d.jsonl", "--samples", "s.jsonl", "--out", "{out}"],
+        ["train", "--grader", "{missing}", "--train", "t.jsonl"],
+    ],
+)
+def test_a_missing_grader_file_is_named(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gradekit.runtime import server
+
+    monkeypatch.setattr(server, "serve", lambda *a, **k: pytest.fail("served without its grader"))
+    missing = tmp_path / "nope.json"
+    code = main([a.format(missing=missing, out=tmp_path / "out.jsonl") for a in argv])
+    assert (code, one_line(capsys)) == (1, f"grader file {missing} does not exist")
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_grader_given_as_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "g.json").mkdir()
+    assert main(["validate", str(tmp_path / "g.json")]) == 1
+    assert one_line(capsys) == f"grader file {tmp_path / 'g.json'} is a directory"
