@@ -148,7 +148,7 @@ def test_load_from_files_and_json_text(tmp_path: Path) -> None:
         "reference: '{{item.answer}}'\noperation: eq\n"
     )
     assert load_grader(tmp_path / "g.json") == load_grader(str(tmp_path / "g.yaml")) == load_grader(json.dumps(SC))
-    with pytest.raises(GraderValidationError, match="grader file .*missing.json does not exist"):
+    with pytest.raises(GraderValidationError, match=r"grader file .*missing\.json does not exist"):
         load_grader(str(tmp_path / "missing.json"))
     with pytest.raises(GraderValidationError, match="neither a grader file"):
         load_grader("missing")
