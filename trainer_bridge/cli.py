@@ -143,22 +143,37 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _diff(args: argparse.Namespace) -> int:
-    from .evals import diff_eval_runs
+def _missing_run(path: Path) -> CLIError:
+    """The error for an eval run that is not there, listing the steps its folder has."""
+    from .evals import eval_steps
 
-    changes = list(diff_eval_runs(args.before, args.after))
-    for c in changes:
-        print(
-            json.dumps(
-                {
-                    "index": c.index,
-                    "sample_index": c.sample_index,
-                    "reward_delta": round(c.reward_delta, 6),
-                    "before": c.before["sample"],
-                    "after": c.after["sample"],
-                },
-                ensure_ascii=False,
-            )
-        )
-    print(f"{len(changes)} samples changed", file=sys.stderr)
+    if path.is_dir():
+        return CLIError(f"{path} is a directory; give an eval run, <run>/evals/step-N.jsonl")
+    steps = eval_steps(path.parent) if path.parent.is_dir() else []
+    if steps:
+        return CLIError(f"{path}: no such eval run; {path.parent} has steps {', '.join(map(str, steps))}")
+    return CLIError(f"{path}: no such file (and no eval runs, step-N.jsonl, in {path.parent})")
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from .evals import EvalRunError, diff_eval_runs
+
+    for path in (args.before, args.after):
+        if not path.is_file():
+            raise _missing_run(path)
+    changed = 0
+    try:
+        for c in diff_eval_runs(args.before, args.after):
+            line = {
+                "index": c.index,
+                "sample_index": c.sample_index,
+                "reward_delta": round(c.reward_delta, 6),
+                "before": c.before["sample"],
+                "after": c.after["sample"],
+            }
+            print(json.dumps(line, ensure_ascii=False))
+            changed += 1
+    except EvalRunError as e:
+        raise CLIError(str(e)) from None
+    print(f"{changed} samples changed", file=sys.stderr)
     return 0

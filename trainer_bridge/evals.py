@@ -12,7 +12,16 @@ from gradekit.graders import BatchResult
 
 from .data import Row
 
-__all__ = ["EvalChange", "diff_eval_runs", "eval_run_path", "read_eval_run", "write_eval_run"]
+__all__ = [
+    "EVAL_FIELDS",
+    "EvalChange",
+    "EvalRunError",
+    "diff_eval_runs",
+    "eval_run_path",
+    "eval_steps",
+    "read_eval_run",
+    "write_eval_run",
+]
 
 
 def eval_run_path(root: Path, step: int) -> Path:
@@ -50,10 +59,43 @@ def write_eval_run(path: Path, step: int, parts: Iterable[tuple[list[Row], list[
     tmp.replace(path)
 
 
+#: The fields `diff_eval_runs` needs in every line of an eval run.
+EVAL_FIELDS = ("index", "sample_index", "sample", "reward")
+
+
+class EvalRunError(ValueError):
+    """A file that is not an eval run (not JSON, or lines without the eval-run fields); names the file and line."""
+
+
 def read_eval_run(path: Path) -> list[dict[str, Any]]:
-    """Every line of an eval-run file."""
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """Every line of an eval-run file; `EvalRunError` naming the file and line when it is not one."""
+    lines = []
+    hint = "an eval run is <run>/evals/step-N.jsonl"
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        for number, text in enumerate(f, 1):
+            if not text.strip():
+                continue
+            try:
+                line = json.loads(text)
+            except (ValueError, RecursionError) as e:
+                raise EvalRunError(f"{path}:{number}: not JSON ({e}); {hint}") from None
+            missing = [k for k in EVAL_FIELDS if k not in line] if isinstance(line, dict) else list(EVAL_FIELDS)
+            if missing:
+                raise EvalRunError(
+                    f"{path}:{number}: not an eval-run line (no {', '.join(repr(k) for k in missing)}); {hint}"
+                )
+            lines.append(line)
+    return lines
+
+
+def eval_steps(folder: Path) -> list[int]:
+    """The steps that have an eval run in `folder` (a run's `evals/`), in order."""
+    steps = []
+    for file in folder.glob("step-*.jsonl"):
+        number = file.stem.removeprefix("step-")
+        if number.isdigit():
+            steps.append(int(number))
+    return sorted(steps)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -116,3 +119,62 @@ def test_a_grader_given_as_a_directory(tmp_path: Path, capsys: pytest.CaptureFix
     (tmp_path / "g.json").mkdir()
     assert main(["validate", str(tmp_path / "g.json")]) == 1
     assert one_line(capsys) == f"grader file {tmp_path / 'g.json'} is a directory"
+
+
+# --- evals diff ---------------------------------------------------------------------------------------------
+
+
+def eval_run(path: Path, samples: list[str], reward: float = 0.0) -> Path:
+    """An eval run as `RFTJob` writes it: one line per validation sample."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        {"step": 0, "index": i, "sample_index": 0, "sample": s, "reward": reward, "item": {}, "messages": []}
+        for i, s in enumerate(samples)
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def test_evals_diff_on_files_that_are_not_eval_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = eval_run(tmp_path / "evals" / "step-000000.jsonl", ["a"])
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "hi"}], "answer": "a"}\n')
+    assert main(["evals", "diff", str(good), str(data)]) == 1
+    assert one_line(capsys) == (
+        f"{data}:1: not an eval-run line (no 'index', 'sample_index', 'sample', 'reward'); "
+        "an eval run is <run>/evals/step-N.jsonl"
+    )
+    text = tmp_path / "notes.txt"
+    text.write_text('{"index": 0, "sample_index": 0, "sample": "a", "reward": 1}\nhello\n')
+    assert main(["evals", "diff", str(text), str(good)]) == 1
+    assert one_line(capsys) == (
+        f"{text}:2: not JSON (Expecting value: line 1 column 1 (char 0)); an eval run is <run>/evals/step-N.jsonl"
+    )
+
+
+def test_evals_diff_on_a_step_that_does_not_exist_lists_the_steps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    evals = tmp_path / "run" / "evals"
+    for step in (0, 10, 20):
+        eval_run(evals / f"step-{step:06d}.jsonl", ["a"])
+    assert main(["evals", "diff", str(evals / "step-000000.jsonl"), str(evals / "step-000030.jsonl")]) == 1
+    assert one_line(capsys) == f"{evals / 'step-000030.jsonl'}: no such eval run; {evals} has steps 0, 10, 20"
+    nowhere = tmp_path / "nowhere" / "step-000001.jsonl"
+    assert main(["evals", "diff", str(nowhere), str(evals / "step-000000.jsonl")]) == 1
+    assert one_line(capsys) == f"{nowhere}: no such file (and no eval runs, step-N.jsonl, in {nowhere.parent})"
+
+
+def test_evals_diff_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    n = 4000
+    before = eval_run(tmp_path / "evals" / "step-000000.jsonl", [f"before {i} " + "x" * 200 for i in range(n)])
+    after = eval_run(tmp_path / "evals" / "step-000010.jsonl", [f"after {i} " + "y" * 200 for i in range(n)], 1.0)
+    argv = [sys.executable, "-m", "gradekit.runtime.cli", "evals", "diff", str(before), str(after)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:  # `... | head -1`
+        assert proc.stdout is not None and proc.stderr is not None
+        first = json.loads(proc.stdout.readline())
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        code = proc.wait(timeout=60)
+    assert (first["index"], first["reward_delta"]) == (0, 1.0)
+    assert (code, err) == (141, "")
