@@ -263,8 +263,17 @@ class RFTJob:
 
     def run(self) -> dict[str, Any]:
         """Train until done, paused or cancelled; returns the job object. Raises `JobError` when the job fails."""
-        self.dir.mkdir(parents=True, exist_ok=True)
         fresh = not self.record
+        if fresh and (self.dir / "job.json").is_file():
+            other = read_json(self.dir / "job.json")
+            if other.get("id") != self.id:  # never write a new job over another one's history
+                raise JobError(
+                    "output_dir_in_use",
+                    f"{self.dir} holds job {other.get('id')} ({other.get('status')}): resume it "
+                    f"(RFTJob.resume, gradekit train --resume {self.dir}) or choose another output directory",
+                    "output_dir",
+                )
+        self.dir.mkdir(parents=True, exist_ok=True)
         if fresh:
             self.record = self._new_record()
         self.events_log = EventLog(self.dir / "events.jsonl", listener=self.listener)

@@ -300,3 +300,13 @@ def test_a_run_that_died_before_its_first_snapshot_starts_over_without_repeating
     assert not any("failed" in m for m in messages)
     assert metrics(resumed.events) == metrics(finished.events)
     assert "training base for 8 steps" in messages[2]
+
+
+def test_a_new_job_refuses_an_output_dir_holding_another_job(task: Task, finished: RFTJob) -> None:
+    before = (finished.dir / "job.json").read_bytes(), (finished.dir / "events.jsonl").read_bytes()
+    with pytest.raises(JobError) as caught:
+        make_job(task, finished.dir).run()
+    assert caught.value.code == "output_dir_in_use" and caught.value.param == "output_dir"
+    assert str(finished.dir) in caught.value.message and finished.id in caught.value.message
+    assert "(succeeded)" in caught.value.message and "--resume" in caught.value.message
+    assert ((finished.dir / "job.json").read_bytes(), (finished.dir / "events.jsonl").read_bytes()) == before
