@@ -12,6 +12,19 @@ from .safety import NestingError, describe, loads_json
 
 SampleInput = str | Mapping[str, Any] | list[Any] | GradingError
 
+#: Roles whose message is the model's reply: OpenAI's `assistant`, and `nova_assistant`, which Amazon Nova's RFT
+#: sends as the last message of a reward Lambda's sample (its content a list of `{"type": "text", "text"}` parts).
+ASSISTANT_ROLES: Final[frozenset[str]] = frozenset({"assistant", "nova_assistant"})
+
+
+def is_assistant(message: Any) -> bool:
+    """Whether `message` is a message dict holding the model's reply (role `assistant` or `nova_assistant`)."""
+    if not isinstance(message, Mapping):
+        return False
+    role = message.get("role")
+    return isinstance(role, str) and role in ASSISTANT_ROLES
+
+
 #: Why `output_json` is empty for a model output that is JSON nested past the bound.
 TOO_DEEP_MESSAGE: Final[str] = (
     f"the model output is JSON nested deeper than MAX_JSON_DEPTH ({MAX_JSON_DEPTH}) levels; "
@@ -82,7 +95,8 @@ def make_sample(output: SampleInput) -> dict[str, Any]:
     """The `sample` dict (`output_text`, `output_json`, `output_tools`, `choices`) for a model output.
 
     Accepts the model's output string, a dict already shaped as a sample (has `output_text`), a chat
-    completion (has `choices`), or a message list whose last `assistant` message is the answer.
+    completion (has `choices`), or a message list whose last `assistant` (or Amazon Nova's `nova_assistant`)
+    message is the answer.
     """
     if isinstance(output, GradingError):
         raise output  # a reader that could not parse a row passes its error along as the sample
@@ -118,7 +132,7 @@ def make_sample(output: SampleInput) -> dict[str, Any]:
         )
     if isinstance(output, list):
         for message in reversed(output):
-            if isinstance(message, Mapping) and message.get("role") == "assistant":
+            if is_assistant(message):
                 return _from_message(message, [{"index": 0, "message": dict(message), "finish_reason": "stop"}])
         raise GradingError("sample_parse_error", "message list has no `assistant` message")
     raise GradingError("sample_parse_error", f"cannot build a sample from {type(output).__name__}")

@@ -20,7 +20,7 @@ from gradekit.graders import ERROR_FLAGS, BatchResult, Grader, GradingError, Mul
 from gradekit.graders.errors import ErrorFlag
 from gradekit.graders.results import SampleNotes
 from gradekit.graders.safety import loads_json
-from gradekit.graders.samples import SampleInput
+from gradekit.graders.samples import SampleInput, is_assistant
 
 __all__ = ["LambdaBackend", "to_bedrock_sample"]
 
@@ -71,7 +71,7 @@ def _answer_messages(sample: SampleInput) -> list[Any]:
             "a chat completion or a message list",
         )
     if isinstance(sample, list):
-        if not any(isinstance(m, Mapping) and m.get("role") == "assistant" for m in sample):
+        if not any(is_assistant(m) for m in sample):
             raise GradingError("sample_parse_error", "message list has no `assistant` message")
         return list(sample)
     raise GradingError("sample_parse_error", f"cannot build a sample from {type(sample).__name__}")

@@ -24,8 +24,8 @@ def _grader_source() -> str:
 _handler: LambdaHandler | None = None
 
 
-def handler(event: Any, context: Any) -> list[dict[str, Any]]:
-    """The Lambda handler."""
+def handler(event: Any, context: Any) -> Any:
+    """The Lambda handler (answers in the form the event came in: see `events.wrap_response`)."""
     global _handler
     if _handler is None:
         _handler = bedrock_reward_handler(_grader_source())

@@ -21,9 +21,20 @@ from gradekit.graders.results import SampleNotes
 from gradekit.runtime.engine import Engine, Graded
 from gradekit.runtime.jsonl import dumps
 
-from .events import DEFAULT_MAX_CHARS, EventError, Row, metric_name, parse_event, response_item
+from .events import (
+    DEFAULT_MAX_CHARS,
+    MISSING_ID,
+    EventError,
+    Row,
+    metric_name,
+    parse_event,
+    response_item,
+    unwrap_event,
+    wrap_response,
+)
 
-LambdaHandler = Callable[[Any, Any], list[dict[str, Any]]]
+#: A Lambda handler: the event and context in, the results out (a list, or a status-code envelope; see events).
+LambdaHandler = Callable[[Any, Any], Any]
 
 #: Seconds kept back from the Lambda deadline to build and return the response.
 DEFAULT_SAFETY_MARGIN = 1.0
@@ -91,10 +102,11 @@ def bedrock_reward_handler(
         namespace=namespace or os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "gradekit", service=service
     )
 
-    def handler(event: Any, context: Any) -> list[dict[str, Any]]:
+    def handler(event: Any, context: Any) -> Any:
         start = time.monotonic()
         try:
-            rows = parse_event(event, max_chars=max_chars)
+            samples, form = unwrap_event(event)
+            rows = parse_event(samples, max_chars=max_chars)
         except EventError as e:
             logger.error(str(e))
             raise
@@ -114,7 +126,8 @@ def bedrock_reward_handler(
                 notes = b.notes[i]
                 reward, sub, flags = b.rewards[i], {k: v[i] for k, v in b.sub_rewards.items()}, b.error_flags(i)
             if flags:
-                failed.append({"sample_id": row.id, "errors": flags, "details": _details(row, notes)})
+                sample_id = None if row.id is MISSING_ID else row.id
+                failed.append({"sample_id": sample_id, "errors": flags, "details": _details(row, notes)})
             out.append(response_item(row.id, g.name, reward, sub, flags))
         if failed:
             # One structured record per batch (not per sample): logging dominated the cost of small batches.
@@ -125,7 +138,7 @@ def bedrock_reward_handler(
             logger.exception("metrics not emitted")
             metrics.clear_metrics()
         logger.info("batch graded", extra={"samples": len(rows), "seconds": round(time.monotonic() - start, 4)})
-        return out
+        return wrap_response(out, form)
 
     return handler
 
