@@ -529,9 +529,13 @@ class _BodyLimit:
 
 
 def _load_plugins(app: FastAPI) -> None:
+    from gradekit.runtime.cli import CLIError
+
     for ep in sorted(entry_points(group=ROUTES_GROUP), key=lambda e: e.name):
         try:
             ep.load()(app)
+        except CLIError:  # the user's mistake (e.g. a bad config file): the server must not start without it
+            raise
         except Exception:
             logger.warning("%s plugin %r (%s) failed; skipped", ROUTES_GROUP, ep.name, ep.value, exc_info=True)
 

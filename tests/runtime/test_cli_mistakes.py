@@ -178,3 +178,51 @@ def test_evals_diff_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
         code = proc.wait(timeout=60)
     assert (first["index"], first["reward_delta"]) == (0, 1.0)
     assert (code, err) == (141, "")
+
+
+# --- the fine-tuning service's config ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "reason"),
+    [
+        ("missing.json", None, "no such file"),
+        ("finetune.json", "data_dir: d\n", "not valid JSON: Expecting value: line 1 column 1 (char 0)"),
+        (
+            "finetune.yaml",
+            "data_dir: [d\n",
+            "not valid YAML at line 2, column 1: expected ',' or ']', but got '<stream end>'",
+        ),
+        (
+            "finetune.json",
+            '{"data_dir": "d", "base_model": {"m": "tiny-local"}}',
+            "unknown key 'base_model' (did you mean 'base_models'? known keys: data_dir, base_models, lambda_graders, "
+            "lambda_backend, max_concurrent_jobs, start_worker, options, poll_interval, shutdown_grace, "
+            "max_worker_deaths, inference_cache, max_inference_tokens)",
+        ),
+        (
+            "finetune.json",
+            '{"data_dir": "d", "max_concurrent_jobs": 0}',
+            "key 'max_concurrent_jobs': Input should be greater than or equal to 1",
+        ),
+        ("finetune.json", '{"base_models": {}}', "key 'data_dir' is required"),
+        ("finetune.json", "[]", "the config must be an object, not list"),
+    ],
+)
+def test_a_bad_finetune_config_is_one_line(
+    name: str,
+    text: str | None,
+    reason: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gradekit.runtime import server
+
+    config = tmp_path / name
+    if text is not None:
+        config.write_text(text)
+    monkeypatch.setenv("GRADEKIT_FINETUNE_CONFIG", str(config))
+    monkeypatch.setattr(server.uvicorn, "run", lambda *a, **k: pytest.fail("served with a bad config"))
+    assert main(["serve"]) == 1
+    assert one_line(capsys) == f"GRADEKIT_FINETUNE_CONFIG: {config}: {reason}"

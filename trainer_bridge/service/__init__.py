@@ -7,6 +7,6 @@ routes come from `routes.register`, a `gradekit.routes` entry point. Jobs train 
 
 from __future__ import annotations
 
-from .config import CONFIG_ENV, ServiceConfig
+from .config import CONFIG_ENV, ConfigError, ServiceConfig
 
-__all__ = ["CONFIG_ENV", "ServiceConfig"]
+__all__ = ["CONFIG_ENV", "ConfigError", "ServiceConfig"]

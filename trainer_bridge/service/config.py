@@ -12,13 +12,31 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-__all__ = ["CONFIG_ENV", "ServiceConfig"]
+__all__ = ["CONFIG_ENV", "ConfigError", "ServiceConfig"]
 
 #: The environment variable naming the service's config file; without it (or a config on `app.state`) the
 #: fine-tuning routes answer 404 and no worker starts.
 CONFIG_ENV = "GRADEKIT_FINETUNE_CONFIG"
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used: one line naming the file, the key and what is wrong."""
+
+
+def _problem(error: dict[str, Any], known: list[str]) -> str:
+    """One validation error as `key 'a.b': what is wrong` (an unknown key gets the nearest known one)."""
+    key = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
+        import difflib
+
+        near = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        return f"unknown key {key!r} ({hint}known keys: {', '.join(known)})"
+    if error["type"] == "missing":
+        return f"key {key!r} is required"
+    return f"key {key!r}: {error['msg'].removeprefix('Value error, ')}"
 
 
 class ServiceConfig(BaseModel):
@@ -71,24 +89,49 @@ class ServiceConfig(BaseModel):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ServiceConfig:
-        """The config in a JSON or YAML file; relative paths are resolved against the file's folder."""
+        """The config in a JSON or YAML file (relative paths resolved against its folder); `ConfigError` if bad."""
         file = Path(path)
-        text = file.read_text(encoding="utf-8")
-        if file.suffix in (".yaml", ".yml"):
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{file}: no such file") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{file}: cannot read it: {e.strerror if isinstance(e, OSError) else e}") from None
+        if file.suffix.lower() in (".yaml", ".yml"):
             import yaml
 
-            raw = yaml.safe_load(text)
+            try:
+                raw = yaml.safe_load(text)
+            except yaml.YAMLError as e:
+                mark = getattr(e, "problem_mark", None)
+                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+                raise ConfigError(f"{file}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
         else:
-            raw = json.loads(text)
+            try:
+                raw = json.loads(text)
+            except ValueError as e:
+                hint = " (a YAML config needs a .yaml or .yml name)" if file.suffix.lower() != ".json" else ""
+                raise ConfigError(f"{file}: not valid JSON: {e}{hint}") from None
         if not isinstance(raw, dict):
-            raise ValueError(f"{file}: the config must be an object")
-        return cls.model_validate(raw).relative_to(file.resolve().parent)
+            raise ConfigError(f"{file}: the config must be an object, not {type(raw).__name__}")
+        try:
+            config = cls.model_validate(raw)
+        except ValidationError as e:
+            known = list(cls.model_fields)
+            problems = "; ".join(_problem(dict(err), known) for err in e.errors(include_url=False))
+            raise ConfigError(f"{file}: {problems}") from None
+        return config.relative_to(file.resolve().parent)
 
     @classmethod
     def from_env(cls) -> ServiceConfig | None:
-        """The config named by `$GRADEKIT_FINETUNE_CONFIG`, or None when it is unset."""
+        """The config named by `$GRADEKIT_FINETUNE_CONFIG`, or None when it is unset; `ConfigError` if bad."""
         path = os.environ.get(CONFIG_ENV)
-        return cls.load(path) if path else None
+        if not path:
+            return None
+        try:
+            return cls.load(path)
+        except ConfigError as e:
+            raise ConfigError(f"{CONFIG_ENV}: {e}") from None
 
     def relative_to(self, root: Path) -> ServiceConfig:
         """This config with relative file paths made absolute under `root`."""

@@ -31,7 +31,7 @@ from fastapi.responses import FileResponse
 
 from gradekit.runtime.server import APIError
 
-from .config import CONFIG_ENV, ServiceConfig
+from .config import CONFIG_ENV, ConfigError, ServiceConfig
 from .files import FilePart, Files, form_filename
 from .inference import ChatRequest, CompletionRequest, Inference, ResponseRequest
 from .jobs import MAX_LIMIT, CreateJobRequest, Jobs
@@ -87,8 +87,8 @@ class Service:
             self.worker.stop()
 
 
-def _start(app: FastAPI) -> Service | None:
-    config = getattr(app.state, "fine_tuning_config", None) or ServiceConfig.from_env()
+def _start(app: FastAPI, env_config: ServiceConfig | None) -> Service | None:
+    config = getattr(app.state, "fine_tuning_config", None) or env_config
     if config is None:
         app.state.fine_tuning = None
         return None
@@ -127,12 +127,22 @@ def _metadata_filter(request: Request) -> dict[str, str]:
 
 
 def register(app: FastAPI) -> None:
-    """Add the fine-tuning service's routes to `app`, and start/stop the service with it."""
+    """Add the fine-tuning service's routes to `app`, and start/stop the service with it.
+
+    The config named by `$GRADEKIT_FINETUNE_CONFIG` is read now, so a bad one stops the app from being made
+    (a `CLIError`: `gradekit serve` prints its one line) instead of failing the server's startup later.
+    """
+    from gradekit.runtime.cli import CLIError
+
+    try:
+        env_config = ServiceConfig.from_env()
+    except ConfigError as e:
+        raise CLIError(str(e)) from None
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(a: Any) -> AsyncIterator[Any]:
-        service = await anyio.to_thread.run_sync(_start, app)
+        service = await anyio.to_thread.run_sync(_start, app, env_config)
         try:
             async with inner(a) as state:
                 yield state

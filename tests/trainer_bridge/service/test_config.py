@@ -54,3 +54,16 @@ def test_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_configs_say_what_is_wrong(settings: dict[str, object], says: str) -> None:
     with pytest.raises(ValidationError, match=says):
         ServiceConfig.model_validate(settings)
+
+
+def test_from_env_names_the_variable_the_file_and_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradekit.trainer_bridge.service import ConfigError
+
+    (tmp_path / "c.json").write_text('{"data_dir": "d", "options": {"groupsize": 4}}')
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "c.json"))
+    with pytest.raises(ConfigError) as caught:
+        ServiceConfig.from_env()
+    assert str(caught.value).startswith(
+        f"{CONFIG_ENV}: {tmp_path / 'c.json'}: key 'options': LoopOptions.__init__() got an"
+    )
+    assert "loop options: group_size" in str(caught.value) and "\n" not in str(caught.value)
