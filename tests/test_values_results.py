@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from gradekit.graders import Multi, StringCheck, run, run_batch
 from gradekit.graders.errors import MAX_DETAIL_CHARS
@@ -154,3 +155,12 @@ def test_multi_zeroes_a_formula_math_error() -> None:
     assert res.rewards == [1.0, 0.0]
     assert res.error_flags(1) == ["other_error"]
     assert res[1].metadata.scores["error_details"]["m"]["flag"] == "other_error"
+
+
+def test_results_are_immutable() -> None:
+    r = make_result("n", "t", 0.5, {}, None, 0.0)
+    with pytest.raises(ValidationError):
+        r.reward = 1.0  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        r.metadata.errors.other_error = True  # type: ignore[misc]
+    assert r.reward == 0.5 and not r.errors.other_error
