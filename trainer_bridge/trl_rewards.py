@@ -8,7 +8,10 @@ dataset column but `prompt` arrives in `kwargs` as a list aligned with the compl
   the dataset row, as in OpenAI RFT;
 - sample: the completion string (standard format), or for a conversational completion (a message list) the
   last assistant message's content with the `tool_calls` of every assistant message in it (TRL's tool loop
-  puts several assistant turns in one completion), so `tool_call` graders see every call the model made.
+  puts several assistant turns in one completion), so `tool_call` graders see every call the model made. A
+  message without a `role` (TRL's reward docs write completions as `[{"content": ...}]`) is the assistant's.
+- `sample.completion_ids`: the completion's token ids, from TRL's `completion_ids`, so that length rewards
+  (TRL's token-count and soft overlong punishment rewards) can be gradekit graders.
 
 The function returns one float per completion; a sample that fails is 0.0 (never None, which TRL would read as
 "unscorable"), as everywhere in gradekit, and its error flags are counted in the metrics. Through TRL's
@@ -28,9 +31,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from gradekit.graders import BatchResult, Env, Grader, GradingError, arun_batch, run_batch, validate
+from gradekit.graders import BatchResult, Env, Grader, GradingError, arun_batch, make_sample, run_batch, validate
 from gradekit.graders.api import GraderLike
-from gradekit.trainer_bridge._adapters import error_rates, failed
+from gradekit.graders.samples import is_assistant
+from gradekit.trainer_bridge._adapters import error_rates, failed, plain
 
 __all__ = ["TRL_KWARGS", "TRLReward", "to_trl", "trl_inputs"]
 
@@ -40,12 +44,17 @@ TRL_KWARGS = frozenset(
 )
 
 
+def _is_reply(message: Any) -> bool:
+    """An assistant message, or a message without a `role` (as TRL's reward docs write completions)."""
+    return is_assistant(message) or (isinstance(message, Mapping) and "role" not in message)
+
+
 def _sample(completion: Any) -> Any:
-    if isinstance(completion, Mapping) and "role" in completion:
+    if isinstance(completion, Mapping) and ("role" in completion or "content" in completion):
         completion = [completion]
     if not isinstance(completion, list):
         return completion  # standard format: the text (anything else is flagged by gradekit, per sample)
-    assistants = [m for m in completion if isinstance(m, Mapping) and m.get("role") == "assistant"]
+    assistants = [m for m in completion if _is_reply(m)]
     if not assistants:
         return completion  # gradekit flags it: sample_parse_error
     calls: list[Any] = []
@@ -69,7 +78,23 @@ def trl_inputs(
     if prompts is not None:
         for item, prompt in zip(items, prompts, strict=True):
             item["prompt"] = prompt
-    return [_sample(c) for c in completions], items
+    samples = [_sample(c) for c in completions]
+    ids = kwargs.get("completion_ids")
+    if isinstance(ids, list | tuple) and len(ids) == n:
+        samples = [_with_ids(s, i) for s, i in zip(samples, ids, strict=True)]
+    return samples, items
+
+
+def _with_ids(sample: Any, ids: Any) -> Any:
+    """The sample as a dict with `completion_ids` added (a sample that cannot be built stays its error)."""
+    if isinstance(sample, GradingError):
+        return sample
+    try:
+        built = make_sample(sample)
+    except GradingError as e:
+        return e
+    built["completion_ids"] = plain(ids.tolist() if hasattr(ids, "tolist") else ids)  # a tensor, or a list
+    return built
 
 
 class _Metrics:

@@ -128,9 +128,11 @@ def test_grpo_trainer_logs_gradekit_rewards(tmp_path: Path, monkeypatch: pytest.
             # The item is the dataset row: its answer column and its prompt.
             assert set(item) == {"prompt", "answer"}
             assert item["answer"] == answers[item["prompt"]]
-            assert isinstance(sample, str)
-            assert exact == float(item["answer"] in sample)
-            assert nonempty == float(sample != "")
+            # The sample is the completion text with the token ids TRL passed (`sample.completion_ids`).
+            text, ids = sample["output_text"], sample["completion_ids"]
+            assert isinstance(text, str) and 1 <= len(ids) <= 4 and all(isinstance(t, int) for t in ids)
+            assert exact == float(item["answer"] in text)
+            assert nonempty == float(text != "")
             assert reward_value == pytest.approx(0.75 * exact + 0.25 * nonempty)
         n = len(result.rewards)
         assert entry["rewards/gk/mean"] == pytest.approx(sum(result.rewards) / n, abs=1e-6)
@@ -158,7 +160,8 @@ def test_item_is_the_dataset_row_without_trl_kwargs() -> None:
             "scale": 2.0,  # not a list: not a column
         },
     )
-    assert samples == ["c0", "c1"]
+    # completion_ids is not a column: it is the sample's `completion_ids`
+    assert [(s["output_text"], s["completion_ids"]) for s in samples] == [("c0", [1]), ("c1", [2])]
     assert items == [
         {"answer": "a0", "meta": {"k": 0}, "prompt": "p0"},
         {"answer": "a1", "meta": {"k": 1}, "prompt": "p1"},
