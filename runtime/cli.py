@@ -51,7 +51,7 @@ from pydantic import ValidationError
 from gradekit.graders import Grader, GraderValidationError, GradingError, RunResult, run, validate
 from gradekit.graders.aggregate import Aggregate
 from gradekit.graders.api import GRADER_FILE_SUFFIXES
-from gradekit.runtime.engine import Engine, Pair, load_backend
+from gradekit.runtime.engine import Engine, Graded, Pair, load_backend
 from gradekit.runtime.jsonl import (
     TOO_DEEP,
     JsonlError,
@@ -306,7 +306,77 @@ def _check_done(done: _Done, data: Path, n: int) -> None:
         raise CLIError(f"the results file has row {done.last} but {data} has only {n} row(s)")
 
 
-async def _sample_row(client: openai.AsyncOpenAI, line: Line, model: str) -> Pair:
+#: Rows that, failing alike from the first row on, stop a run: its grading or sampling service is down.
+FAIL_FAST_ROWS = 20
+
+#: Default of `--max-error-rate`: a run in which more than half of the rows failed exits 1.
+MAX_ERROR_RATE = 0.5
+
+#: Flags a row gets when the grading infrastructure failed it (a Lambda invoke, a model endpoint, a sandbox).
+_INFRA_FLAGS = frozenset(
+    {"other_error", "python_grader_server_error", "model_grader_server_error", "unresponsive_reward_error"}
+)
+
+
+class _Breaker:
+    """Stops a run whose first calls all fail alike (refused, no credentials, 401/403, a missing function)."""
+
+    def __init__(self, where: str, window: int = FAIL_FAST_ROWS) -> None:
+        self.where = where
+        self.window = window
+        self.settled = False  # a call worked, or calls failed differently: the service is up
+        self.cause: str | None = None
+        self.count = 0
+
+    def ok(self) -> None:
+        """A call worked."""
+        self.settled = True
+
+    def failed(self, cause: str) -> None:
+        """A call failed with `cause`; a `CLIError` once the first `window` calls all failed with it."""
+        if self.settled:
+            return
+        if self.cause is not None and cause != self.cause:
+            self.settled = True
+            return
+        self.cause = cause
+        self.count += 1
+        if self.count >= self.window:
+            raise self._error(f"the first {self.count} rows")
+
+    def finish(self) -> None:
+        """At the end of the input: a `CLIError` when every call failed alike (fewer than `window` rows)."""
+        if not self.settled and self.count:
+            raise self._error(f"all {self.count} row(s)")
+
+    def _error(self, rows: str) -> CLIError:
+        return CLIError(f"{self.where}: {rows} failed alike, so the run stopped: {self.cause}")
+
+
+def _root_cause(error: BaseException) -> str:
+    """The innermost cause's text (`[Errno 111] Connection refused`, not `Connection error.`)."""
+    seen: set[int] = set()
+    while error.__cause__ is not None and id(error.__cause__) not in seen:
+        seen.add(id(error))
+        error = error.__cause__
+    return str(error) or type(error).__name__
+
+
+def _fatal_sampling_error(error: Exception, base_url: str) -> CLIError | None:
+    """A `CLIError` when `error` means no row can be sampled: the endpoint refuses us or cannot be reached."""
+    import openai
+
+    where = f"--sample-from {base_url}"
+    if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
+        body = error.body if isinstance(error.body, dict) else {}
+        message = body.get("message") or error.message
+        return CLIError(f"{where}: {error.status_code} {message} (the key comes from OPENAI_API_KEY)")
+    if isinstance(error, openai.APIConnectionError) and not isinstance(error, openai.APITimeoutError):
+        return CLIError(f"{where}: cannot connect: {_root_cause(error)}")
+    return None
+
+
+async def _sample_row(client: openai.AsyncOpenAI, line: Line, model: str, breaker: _Breaker | None = None) -> Pair:
     import openai
 
     item, error = _item(line)
@@ -319,7 +389,14 @@ async def _sample_row(client: openai.AsyncOpenAI, line: Line, model: str) -> Pai
     try:
         completion = await client.chat.completions.create(**request)
     except openai.OpenAIError as e:
+        fatal = _fatal_sampling_error(e, str(client.base_url).rstrip("/"))
+        if fatal is not None:
+            raise fatal from None
+        if breaker is not None:
+            breaker.failed(f"sampling failed: {e}")
         return _failed(GradingError("sample_parse_error", f"{line.where}: sampling failed: {e}")), item
+    if breaker is not None:
+        breaker.ok()
     return completion.model_dump(mode="json", exclude_unset=True), item
 
 
@@ -331,6 +408,7 @@ async def _sampled_pairs(
 
     api_key = os.environ.get("OPENAI_API_KEY") or "unused"
     client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key)
+    breaker = _Breaker(f"--sample-from {base_url}")
     window: deque[asyncio.Task[Pair]] = deque()
     n = 0
     try:
@@ -339,11 +417,12 @@ async def _sampled_pairs(
             if row in done:
                 continue
             rows.append(row)
-            window.append(asyncio.create_task(_sample_row(client, line, model)))
+            window.append(asyncio.create_task(_sample_row(client, line, model, breaker)))
             if len(window) >= concurrency:
                 yield await window.popleft()
         while window:
             yield await window.popleft()
+        breaker.finish()
         _check_done(done, data, n)
     finally:
         for task in window:
@@ -368,13 +447,53 @@ def _progress(total: int | None, initial: int, quiet: bool) -> Any:
     return tqdm(total=total, initial=initial, unit="row", file=sys.stderr, disable=quiet, dynamic_ncols=True)
 
 
+def _infra_failure(graded: Graded) -> tuple[bool, str | None]:
+    """(did the grading infrastructure answer?, why it failed this row): (True, None) for a graded row."""
+    notes = graded.batch.notes[graded.position]
+    if notes is None or not notes.failures:
+        return True, None
+    for flag, message in notes.failures.values():
+        if flag in _INFRA_FLAGS:
+            return False, f"{flag}: {message}"
+    if all(flag == "sample_parse_error" for flag, _ in notes.failures.values()):
+        return False, None  # failed before any call (a bad line, a failed sample): says nothing either way
+    return True, None
+
+
 async def _drain(
-    engine: Engine, pairs: Iterable[Pair] | AsyncIterable[Pair], rows: deque[int], writer: JsonlWriter, bar: Any
+    engine: Engine,
+    pairs: Iterable[Pair] | AsyncIterable[Pair],
+    rows: deque[int],
+    writer: JsonlWriter,
+    bar: Any,
+    breaker: _Breaker | None = None,
 ) -> None:
+    """Grade and write every row; the first rows wait for `breaker` to settle, so a stopped run writes none."""
+    held: list[str] = []
     async for graded in engine.astream(pairs):
         # The engine keeps input order, so results pair up with the rows the source handed out, first in first out.
-        writer.write_line(f'{{"row":{rows.popleft()},{model_json(graded.result)[1:]}')
+        line = f'{{"row":{rows.popleft()},{model_json(graded.result)[1:]}'
         bar.update(1)
+        if breaker is not None and not breaker.settled:
+            answered, cause = _infra_failure(graded)
+            held.append(line)
+            if answered:
+                breaker.ok()
+            elif cause is not None:
+                breaker.failed(cause)  # raises once the first rows all failed alike
+            if len(held) >= 4 * breaker.window:
+                breaker.ok()  # many rows that say nothing about the service: stop holding them back
+            if not breaker.settled:
+                continue
+        else:
+            held.append(line)
+        for waiting in held:
+            writer.write_line(waiting)
+        held.clear()
+    if breaker is not None:
+        breaker.finish()
+    for waiting in held:
+        writer.write_line(waiting)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -435,15 +554,23 @@ def _cmd_grade(args: argparse.Namespace) -> int:
         )
     bar = _progress(total, len(done), args.quiet)
     writer = JsonlWriter(out, append=resuming)
+    breaker = _Breaker(f"--backend {args.backend}" if args.backend else f"grader {grader.name!r}")
     try:
         with writer:
-            asyncio.run(_drain(engine, pairs, rows, writer, bar))
+            asyncio.run(_drain(engine, pairs, rows, writer, bar, breaker))
     except KeyboardInterrupt:
         _say(f"gradekit: interrupted; {writer.count} new row(s) written to {out}: rerun with --resume to go on")
         return 130
     finally:
         bar.close()
-    print_summary(engine.aggregate.summary(), title=f"grader: {grader.name} ({grader.type}) on {data}")
+    aggregate = engine.aggregate
+    print_summary(aggregate.summary(), title=f"grader: {grader.name} ({grader.type}) on {data}")
+    if aggregate.count and aggregate.failed_samples / aggregate.count > args.max_error_rate:
+        raise CLIError(
+            f"{aggregate.failed_samples} of {aggregate.count} rows failed "
+            f"({aggregate.failed_samples / aggregate.count:.0%}), more than --max-error-rate {args.max_error_rate:g}; "
+            f"their errors are in {out}"
+        )
     return 0
 
 
@@ -471,6 +598,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{value:g} is not between 0 and 1")
     return value
 
 
@@ -543,6 +680,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", metavar="NAME", help="the model to sample with --sample-from")
     p.add_argument("--sample-concurrency", type=_positive, default=8, metavar="N", help="sampling requests in flight")
+    p.add_argument(
+        "--max-error-rate",
+        type=_rate,
+        default=MAX_ERROR_RATE,
+        metavar="R",
+        help=f"exit 1 when more than this share of the rows failed (0 to 1; default {MAX_ERROR_RATE}); "
+        f"a run whose first {FAIL_FAST_ROWS} rows all fail alike (a service down, no credentials) stops at once",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     p = _add(sub, "serve", _cmd_serve, "serve the grader HTTP API (OpenAI's graders run/validate, batch runs)")

@@ -345,15 +345,17 @@ def test_cli_grade_through_the_built_bundle(
     assert "security_review" in capsys.readouterr().out
 
 
-def test_cli_unknown_function_fails_rows_not_the_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lambda_entry_point: None
+def test_cli_unknown_function_stops_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], lambda_entry_point: None
 ) -> None:
     out = tmp_path / "results.jsonl"
     with InvokeAPI({}) as api:
         monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", api.url)
         argv = ["grade", "--grader", str(SECURITY_GRADER), "--data", str(DATA), "--samples", str(SAMPLES)]
-        assert main([*argv, "--out", str(out), "--backend", "lambda:missing", "--chunk-size", "24", "-q"]) == 0
-    results = [json.loads(line) for line in out.read_text().splitlines()]
-    assert {r["reward"] for r in results} == {0.0} and len(results) == 24
-    message = results[0]["metadata"]["scores"]["error_details"]["security_review"]["message"]
-    assert message == "invoking Lambda missing failed: ResourceNotFoundException: Function not found: missing"
+        assert main([*argv, "--out", str(out), "--backend", "lambda:missing", "--chunk-size", "24", "-q"]) == 1
+    # every row failed alike: the run stops with the cause, and writes no failed row (--resume grades them later)
+    assert capsys.readouterr().err == (
+        "gradekit: error: --backend lambda:missing: the first 20 rows failed alike, so the run stopped: "
+        "other_error: invoking Lambda missing failed: ResourceNotFoundException: Function not found: missing\n"
+    )
+    assert out.read_text() == ""

@@ -81,7 +81,11 @@ def test_lines_nested_100000_deep_are_flagged_rows(tmp_path: Path, capsys: pytes
     data = write_jsonl(tmp_path / "data.jsonl", ['{"answer": "a"}', deep, '{"answer": "a"}'])
     samples = write_jsonl(tmp_path / "samples.jsonl", ['"a"', '"a"', '{"output_text": ' + deep + "}"])
     out = tmp_path / "results.jsonl"
-    assert grade(json.dumps(CHECK), data, samples, out) == 0
+    assert grade(json.dumps(CHECK), data, samples, out) == 1  # 2 of 3 rows failed: more than --max-error-rate
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"gradekit: error: 2 of 3 rows failed (67%), more than --max-error-rate 0.5; their errors are in {out}"
+    )
+    assert grade(json.dumps(CHECK), data, samples, out, "--max-error-rate", "1") == 0
     got = results(out)
     assert [r["reward"] for r in got] == [1.0, 0.0, 0.0]
     assert [r["metadata"]["errors"]["sample_parse_error"] for r in got] == [False, True, True]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from importlib.metadata import version
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gradekit.runtime import cli
-from gradekit.runtime.cli import main
+from gradekit.runtime.cli import FAIL_FAST_ROWS, main
 
 
 def one_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -226,3 +227,134 @@ def test_a_bad_finetune_config_is_one_line(
     monkeypatch.setattr(server.uvicorn, "run", lambda *a, **k: pytest.fail("served with a bad config"))
     assert main(["serve"]) == 1
     assert one_line(capsys) == f"GRADEKIT_FINETUNE_CONFIG: {config}: {reason}"
+
+
+# --- gradekit grade when the grading or sampling service fails ---------------------------------------------
+
+ROWS = 30
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A grader, ROWS data rows with chat messages, and one sample per row (all correct)."""
+    grader = tmp_path / "grader.json"
+    grader.write_text(GRADER)
+    data = tmp_path / "data.jsonl"
+    data.write_text(
+        "".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"}]}) + "\n" for i in range(ROWS))
+    )
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text('"a"\n' * ROWS)
+    return grader, data, samples
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_sampling_from_a_closed_port_stops_at_once(
+    dataset: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grader, data, _ = dataset
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    out = tmp_path / "out.jsonl"
+    argv = ["grade", "--grader", str(grader), "--data", str(data), "--sample-from", url, "--model", "m"]
+    assert main([*argv, "--out", str(out), "-q"]) == 1
+    assert one_line(capsys) == f"--sample-from {url}: cannot connect: All connection attempts failed"
+    assert out.read_text() == ""  # no row was graded as failed, so --resume later grades them all
+
+
+def test_sampling_refused_with_401_stops_at_once(
+    dataset: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Refuse(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = b'{"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}'
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            try:
+                self.send_response(401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except OSError:  # the client stopped at the first 401 and closed the other requests
+                pass
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    grader, data, _ = dataset
+
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass  # a request the stopped client abandoned
+
+    with Server(("127.0.0.1", 0), Refuse) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+        argv = ["grade", "--grader", str(grader), "--data", str(data), "--sample-from", url, "--model", "m"]
+        code = main([*argv, "--out", str(tmp_path / "out.jsonl"), "-q"])
+        httpd.shutdown()
+    assert code == 1
+    assert one_line(capsys) == (
+        f"--sample-from {url}: 401 Incorrect API key provided (the key comes from OPENAI_API_KEY)"
+    )
+
+
+def test_max_error_rate(dataset: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    grader, data, samples = dataset
+    samples.write_text('"a"\n' * 10 + '"b"\n' * 10 + "not json\n" * 10)  # "b" scores 0; 10 lines fail
+    out = tmp_path / "out.jsonl"
+    argv = ["grade", "--grader", str(grader), "--data", str(data), "--samples", str(samples), "--out", str(out), "-q"]
+    assert main([*argv, "--max-error-rate", "0.2"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"gradekit: error: 10 of 30 rows failed (33%), more than --max-error-rate 0.2; their errors are in {out}"
+    )
+    assert len(out.read_text().splitlines()) == ROWS  # every row is written all the same
+    assert main(argv) == 0  # the default, 0.5
+    capsys.readouterr()
+    assert main([*argv, "--max-error-rate", "2"]) == 2
+    assert one_line(capsys) == "argument --max-error-rate: 2 is not between 0 and 1; see 'gradekit grade --help'"
+
+
+@pytest.fixture
+def no_aws_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No AWS credentials anywhere boto3 looks (nor the instance metadata service); a region."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.mark.parametrize("rows", [ROWS, 3])
+def test_the_lambda_backend_without_credentials_stops_the_run(
+    rows: int,
+    dataset: tuple[Path, Path, Path],
+    tmp_path: Path,
+    no_aws_credentials: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    grader, data, samples = dataset
+    data.write_text("".join(data.read_text().splitlines(keepends=True)[:rows]))
+    samples.write_text('"a"\n' * rows)
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:reward"
+    out = tmp_path / "out.jsonl"
+    argv = ["grade", "--grader", str(grader), "--data", str(data), "--samples", str(samples), "--out", str(out)]
+    assert main([*argv, "--backend", f"lambda:{arn}", "--chunk-size", "4", "-q"]) == 1
+    first = f"the first {FAIL_FAST_ROWS} rows" if rows > FAIL_FAST_ROWS else f"all {rows} row(s)"
+    assert one_line(capsys) == (
+        f"--backend lambda:{arn}: {first} failed alike, so the run stopped: "
+        f"other_error: invoking Lambda {arn} failed: NoCredentialsError: Unable to locate credentials"
+    )
+    assert out.read_text() == ""
