@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from gradekit.runtime.cli import CLIError
+from gradekit.runtime.cli import CLIError, os_error_text
 from gradekit.runtime.jsonl import loads
 
 __all__ = ["register"]
@@ -90,7 +90,7 @@ def _progress(message: str) -> None:
 
 def _fail(error: Exception) -> NoReturn:
     """Report `error` as the CLI's one error line (`gradekit: error: ...`, exit status 1)."""
-    raise CLIError(str(error)) from None
+    raise CLIError(os_error_text(error) if isinstance(error, OSError) else str(error)) from None
 
 
 def _variables(pairs: list[str]) -> dict[str, str]:

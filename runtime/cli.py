@@ -750,7 +750,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_text(sys.stderr, error_line(str(e)))
         return 1
     except OSError as e:
-        write_text(sys.stderr, error_line(_os_error(e)))
+        write_text(sys.stderr, error_line(os_error_text(e)))
         return 1
     except RecursionError:  # e.g. a grader given as JSON text nested deeper than Python's parser allows
         write_text(sys.stderr, error_line(f"RecursionError: is an input nested too deeply? {TOO_DEEP}"))
@@ -760,7 +760,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _os_error(e: OSError) -> str:
+def os_error_text(e: OSError) -> str:
     """`<file>: <reason>` for an OSError about a file, else its text."""
     if e.filename is not None and e.strerror:
         reason = "no such file" if isinstance(e, FileNotFoundError) else e.strerror

@@ -358,3 +358,9 @@ def test_the_lambda_backend_without_credentials_stops_the_run(
         f"other_error: invoking Lambda {arn} failed: NoCredentialsError: Unable to locate credentials"
     )
     assert out.read_text() == ""
+
+
+def test_lambda_invoke_with_a_missing_event_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    event = tmp_path / "event.json"
+    assert main(["lambda", "invoke", "--local", str(tmp_path / "bundle.zip"), "--event", str(event)]) == 1
+    assert one_line(capsys) == f"{event}: no such file"
