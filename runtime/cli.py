@@ -74,11 +74,14 @@ if TYPE_CHECKING:
 __all__ = [
     "COMMANDS_GROUP",
     "ERROR_PREFIX",
+    "FAIL_FAST_ROWS",
+    "MAX_ERROR_RATE",
     "CLIError",
     "build_parser",
     "error_line",
     "load_grader_arg",
     "main",
+    "os_error_text",
     "version_text",
 ]
 
