@@ -5,6 +5,7 @@ gradekit validate GRADER
 gradekit run GRADER --sample TEXT [--item JSON]
 gradekit grade --grader G --data data.jsonl --samples samples.jsonl --out results.jsonl [--resume]
 gradekit grade --grader G --data data.jsonl --sample-from BASE_URL --model NAME --out results.jsonl
+gradekit grade ... [--backend lambda:ARN] [--max-error-rate 0.5]
 gradekit serve [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--grader GRADER]
 gradekit --version
 ```
@@ -15,7 +16,12 @@ Files `grade` writes: only `--out`, the results JSONL. It is written incremental
 graded row, flushed every half second; truncated first unless `--resume`, appended to with it), so an
 interrupted run keeps every row it finished and `--resume` goes on from there. An `--out` that is the
 `--data`, `--samples` or `--grader` file (same path, symlink or hard link) is refused before anything is
-read or written. Nothing a row holds fails the run: a line that is not JSON (or nests too deeply to parse)
+read or written. A run whose grading or sampling service fails stops early with the cause (a refused
+connection or 401/403 from `--sample-from` at once; the first `FAIL_FAST_ROWS` rows failing alike with
+an infrastructure flag), writing none of those rows; a finished run in which a larger share of rows failed
+than `--max-error-rate` (default `MAX_ERROR_RATE`) exits 1.
+
+Nothing a row holds fails the run: a line that is not JSON (or nests too deeply to parse)
 is graded as a `sample_parse_error` naming its file and line, and every output is encoded safely (lone
 surrogates replaced, strict JSON).
 
@@ -26,7 +32,7 @@ action: it calls `subparsers.add_parser(...)`, adds its options, and sets `func`
 status (None means 0). A plugin that fails to load is logged and skipped.
 
 Mistakes: every error the user can fix (a usage error, a missing or malformed file, a bad option value, a
-failing grading or sampling service) is ONE line on stderr, `gradekit: error: <what>, naming the file, key or
+failing grading or sampling service) is ONE line on stderr, `gradekit: error: <what>` naming the file, key or
 option`, and a non-zero exit status, never a traceback. Plugins raise `CLIError` (or call `error_line`) for
 theirs; `main` prints it. A closed stdout (`gradekit evals diff A B | head`) ends the command quietly (141).
 """
