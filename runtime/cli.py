@@ -33,7 +33,7 @@ status (None means 0). A plugin that fails to load is logged and skipped.
 
 Mistakes: every error the user can fix (a usage error, a missing or malformed file, a bad option value, a
 failing grading or sampling service) is ONE line on stderr, `gradekit: error: <what>` naming the file, key or
-option`, and a non-zero exit status, never a traceback. Plugins raise `CLIError` (or call `error_line`) for
+option, and a non-zero exit status, never a traceback. Plugins raise `CLIError` (or call `error_line`) for
 theirs; `main` prints it. A closed stdout (`gradekit evals diff A B | head`) ends the command quietly (141).
 """
 
