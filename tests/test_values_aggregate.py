@@ -113,3 +113,14 @@ def test_add_batch_keeps_the_first_name_and_pairs_columns() -> None:
     named = Aggregate(name="mine")
     named.add_batch(BatchResult("theirs", "multi", [], [], {}, 0.0))
     assert named.name == "mine" and named.count == 0
+
+
+def test_add_result_with_empty_or_odd_details_counts_the_flags() -> None:
+    agg = Aggregate()
+    agg.add_result(_result("top", 0.0, GraderErrors(other_error=True), {"error_details": {}}))
+    agg.add_result(_result("top", 0.0, GraderErrors(formula_parse_error=True), {"error_details": "not a dict"}))
+    s = agg.summary()
+    assert s["errors"] == {
+        "top": {"formula_parse_error": {"count": 1, "rate": 0.5}, "other_error": {"count": 1, "rate": 0.5}}
+    }
+    assert s["failed_samples"] == 2
