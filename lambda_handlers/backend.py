@@ -291,6 +291,8 @@ class LambdaBackend:
             return f"Lambda {self.function} failed ({function_error}): {error_type}: {message}"
         try:
             out = loads_json(body.decode("utf-8", "replace"))
+            if isinstance(out, Mapping) and "body" in out:  # `{"statusCode": 200, "body": "<JSON list>"}`
+                out = loads_json(out["body"]) if isinstance(out["body"], str) else out["body"]
         except ValueError:
             return f"Lambda {self.function} returned a payload that is not JSON: {body[:200]!r}"
         if not isinstance(out, list):

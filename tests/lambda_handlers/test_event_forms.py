@@ -5,6 +5,8 @@ Each fixture is ours, in the shape of the page or sample named beside it.
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import math
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 
 from gradekit.graders import StringCheck, make_sample, run
 from gradekit.lambda_handlers import bedrock_reward_handler
+from gradekit.lambda_handlers.backend import LambdaBackend
 from gradekit.lambda_handlers.events import MISSING_ID, parse_event, unwrap_event
 
 ANSWER = StringCheck(
@@ -121,3 +124,24 @@ def test_ids_json_cannot_carry_are_still_null_with_sample_parse_error(bad: Any) 
             {"name": "sample_parse_error", "value": 1.0, "type": "Metric"},
         ],
     }
+
+
+class _StatusFunction:
+    """A Lambda client whose function answers every batch as `{"statusCode": 200, "body": "<JSON>"}`."""
+
+    def invoke(self, FunctionName: str, InvocationType: str, Payload: bytes) -> dict[str, Any]:
+        out = HANDLER({"body": Payload.decode()}, None)
+        return {"Payload": io.BytesIO(json.dumps(out).encode())}
+
+
+def test_the_lambda_backend_reads_a_status_code_answer() -> None:
+    # The grading backend invokes a deployed function with a bare list; a function written in the `{"body": ...}`
+    # style above answers with a status-code envelope, which the backend unwraps.
+    backend = LambdaBackend("status-fn", ANSWER, client=_StatusFunction())
+    try:
+        samples = ['{"verdict": "deny"}', '{"verdict": "allow"}']
+        items = [{"reference_answer": {"verdict": "deny"}}] * 2
+        result = asyncio.run(backend.grade(ANSWER, samples, items))  # type: ignore[arg-type]
+    finally:
+        backend.close()
+    assert result.rewards == [1.0, 0.0]
