@@ -195,7 +195,7 @@ def test_grade_writes_one_strict_result_per_row(pairs: list[tuple[bytes, bytes]]
         argv = ["grade", "--grader", CLI_GRADER, "--data", str(data), "--samples", str(samples), "--out", str(out)]
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(cli, "_say", lambda message: None)  # one note per bad row: keep the test output quiet
-            assert cli.main([*argv, "-q", "--chunk-size", "2"]) == 0
+            assert cli.main([*argv, "-q", "--chunk-size", "2", "--max-error-rate", "1"]) == 0  # hostile rows fail
         lines = out.read_bytes().splitlines()
         results = [strict_json(line) for line in lines]
         assert [r["row"] for r in results] == list(range(len(pairs)))
