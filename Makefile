@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench install clean mutate
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,18 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# Mutation testing (not part of `make test`; see docs/mutation.md): MODULES=results picks modules, each with its own tests.
+MODULES ?= results aggregate formula
+MUTATE_TESTS_results := tests/test_values_results.py tests/test_aggregate.py tests/test_string_check.py
+MUTATE_TESTS_aggregate := tests/test_values_aggregate.py tests/test_aggregate.py
+MUTATE_TESTS_formula := tests/test_formula.py
+mutate: $(STAMP)
+	mkdir -p build
+	status=0; $(foreach m,$(MODULES),COVERAGE_FILE=build/.coverage-mutate $(BIN)/python -m pytest -q -p no:cacheprovider \
+		-W ignore::UserWarning --gremlins --gremlin-targets=graders/$(m).py --gremlin-no-coverage-filter --gremlin-workers=2 \
+		--gremlin-report=console,json $(MUTATE_TESTS_$(m)) && mv coverage/gremlins/gremlins.json build/mutation-$(m).json \
+		|| status=1;) rm -rf coverage/gremlins build/.coverage-mutate*; rmdir coverage 2>/dev/null; exit $$status
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
