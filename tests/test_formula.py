@@ -650,3 +650,89 @@ def test_generated_formulas(tree: Tree, samples: list[dict[str, Any]]) -> None:
         else:
             assert index not in errors
             assert _same(results[index], outcome)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Values the mutation run (docs/mutation.md) found untested
+
+
+def _sign(x: float) -> float:
+    return math.copysign(1.0, x)
+
+
+@pytest.mark.parametrize(
+    ("source", "a", "b", "sign"),
+    [
+        ("min(a, b)", -0.0, 0.0, -1.0),  # min/max return the first of equal arguments
+        ("min(a, b)", 0.0, -0.0, 1.0),
+        ("max(a, b)", -0.0, 0.0, -1.0),
+        ("max(a, b)", 0.0, -0.0, 1.0),
+        ("min(0, a)", -0.0, 0.0, 1.0),  # a constant first
+        ("max(0, a)", -0.0, 0.0, 1.0),
+        ("min(a, 0)", -0.0, 0.0, -1.0),  # a constant after
+        ("max(a, 0)", -0.0, 0.0, -1.0),
+        ("min(a, b, 0)", -0.0, 0.0, -1.0),
+        ("max(b, a, 0)", -0.0, 0.0, 1.0),
+    ],
+)
+def test_min_max_keep_the_first_of_equal_zeros(source: str, a: float, b: float, sign: float) -> None:
+    f = Formula(source, names=["a", "b"])
+    assert _sign(f.evaluate({"a": a, "b": b})) == sign
+    values, errors = f.evaluate_columns({"a": [a, 1.0], "b": [b, 1.0]}, 2)
+    assert errors == {} and [_sign(v) for v in values] == [sign, 1.0]
+
+
+def test_min_max_scalar_values() -> None:
+    assert Formula("min(a, b)").evaluate({"a": 1.0, "b": 0.25}) == 0.25
+    assert Formula("max(a, b)").evaluate({"a": 1.0, "b": 0.25}) == 1.0
+    assert Formula("min(a)").evaluate({"a": 0.5}) == 0.5
+
+
+def test_formula_of_exactly_the_limit_is_accepted() -> None:
+    from gradekit.graders.limits import MAX_FORMULA_CHARS
+
+    source = "a" + " " * (MAX_FORMULA_CHARS - 1)
+    assert Formula(source).evaluate({"a": 0.5}) == 0.5
+    with pytest.raises(FormulaError):
+        Formula(source + " ")
+
+
+def test_formula_equality() -> None:
+    assert Formula("a", names=["a"]) == Formula("a", names=["a"])
+    assert Formula("a", names=["a"]) != Formula("a", names=["a", "b"])
+    assert Formula("a") != Formula("a ")
+    assert Formula("a") != "a"
+
+
+@pytest.mark.parametrize(
+    ("source", "quoted"),
+    [
+        ("a / b", "a / b"),
+        ("0.5 / b", "0.5 / b"),
+        ("b / a / b", "b / a / b"),
+        ("2 * (a / b) + 1", "a / b"),
+        ("ab / b", "ab / b"),
+    ],
+)
+def test_maths_errors_quote_the_whole_sub_expression(source: str, quoted: str) -> None:
+    names = {"a": 1.0, "b": 0.0, "ab": 1.0}
+    with pytest.raises(FormulaMathError) as e:
+        Formula(source).evaluate({k: v for k, v in names.items() if k in source})
+    assert str(e.value) == f"division by zero in '{quoted}'"
+    _, errors = Formula(source).evaluate_columns({k: [v] for k, v in names.items() if k in source}, 1)
+    assert errors == {0: f"division by zero in '{quoted}'"}
+
+
+def test_a_long_sub_expression_is_quoted_by_its_ends() -> None:
+    long = " + ".join(["a"] * 60)  # 237 characters
+    source = f"({long}) / b"
+    with pytest.raises(FormulaMathError) as e:
+        Formula(source).evaluate({"a": 1.0, "b": 0.0})
+    assert str(e.value) == f"division by zero in '{source[:57]} ... {source[-57:]}'"
+    for tail, whole in (("aa", True), ("aaa", False)):  # 120 characters are quoted whole, 121 by their ends
+        edge = "(" + " + ".join(["a"] * 28 + [tail]) + ") / b"
+        assert len(edge) == (120 if whole else 121)
+        for before in ("", "1 + "):  # at the start, and further in
+            with pytest.raises(FormulaMathError) as e:
+                Formula(before + edge).evaluate({"a": 1.0, tail: 1.0, "b": 0.0})
+            assert str(e.value) == f"division by zero in '{edge if whole else edge[:57] + ' ... ' + edge[-57:]}'"
