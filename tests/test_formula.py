@@ -736,3 +736,13 @@ def test_a_long_sub_expression_is_quoted_by_its_ends() -> None:
             with pytest.raises(FormulaMathError) as e:
                 Formula(before + edge).evaluate({"a": 1.0, tail: 1.0, "b": 0.0})
             assert str(e.value) == f"division by zero in '{edge if whole else edge[:57] + ' ... ' + edge[-57:]}'"
+
+
+@pytest.mark.parametrize("source", ["1 / (a * 1e308 * 10)", "b - 1 / (a * 1e308 * 10)", "b * 2 / (a * 1e308 * 10)"])
+def test_an_overflowing_divisor_is_an_error_in_columns_too(source: str) -> None:
+    f = Formula(source)
+    with pytest.raises(FormulaMathError) as e:  # x / inf would be 0: the divisor itself must be checked
+        f.evaluate({"a": 1.0, "b": 1.0})
+    values, errors = f.evaluate_columns({"a": [1.0, 1e-300], "b": [1.0, 1.0]}, 2)
+    assert errors == {0: str(e.value)}
+    assert values[0] == 0.0 and values[1] == f.evaluate({"a": 1e-300, "b": 1.0})
