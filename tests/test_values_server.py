@@ -10,10 +10,9 @@ import pytest
 from openai.types.fine_tuning.alpha import GraderRunResponse
 from openai.types.fine_tuning.alpha.grader_run_response import Metadata, MetadataErrors
 from pydantic import BaseModel
-from starlette.types import Message
 
 from gradekit.runtime.server import RUN_PATH, create_app
-from tests.runtime.asgi import post_json
+from tests.runtime.asgi import astream, post_json
 
 
 def _wire_keys(model: type[BaseModel]) -> set[str]:
@@ -51,41 +50,8 @@ def test_run_response_has_every_openai_key_nulls_included(item: dict[str, Any], 
 
 async def _stream(limit: int, chunks: list[bytes]) -> tuple[int, dict[str, Any], int]:
     """POST `chunks` as a streamed body (no Content-Length); status, JSON answer, and chunks the server read."""
-    app = create_app(max_body_bytes=limit)
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": RUN_PATH,
-        "raw_path": RUN_PATH.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 80),
-    }
-    read = 0
-    status, out = 0, []
-
-    async def receive() -> Message:
-        nonlocal read
-        if read < len(chunks):
-            read += 1
-            return {"type": "http.request", "body": chunks[read - 1], "more_body": read < len(chunks)}
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
-
-    async def send(message: Message) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            out.append(message.get("body", b""))
-
-    await app(scope, receive, send)
-    return status, json.loads(b"".join(out)), read
+    status, raw, read = await astream(create_app(max_body_bytes=limit), "POST", RUN_PATH, chunks, sized=False)
+    return status, json.loads(raw), read
 
 
 def _chunks(body: bytes, size: int) -> list[bytes]:

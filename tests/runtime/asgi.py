@@ -11,6 +11,15 @@ from starlette.types import ASGIApp, Message
 
 async def acall(app: ASGIApp, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
     """Send one HTTP request to `app`; its status and body bytes."""
+    status, answer, _ = await astream(app, method, path, [body], sized=True)
+    return status, answer
+
+
+async def astream(app: ASGIApp, method: str, path: str, parts: list[bytes], *, sized: bool) -> tuple[int, bytes, int]:
+    """Send one request whose body arrives in `parts`; its status, body bytes, and how many parts the app read."""
+    length = (
+        [(b"content-length", str(sum(map(len, parts))).encode())] if sized else [(b"transfer-encoding", b"chunked")]
+    )
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -21,19 +30,19 @@ async def acall(app: ASGIApp, method: str, path: str, body: bytes = b"") -> tupl
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "headers": [(b"content-type", b"application/json"), *length],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 80),
     }
-    delivered = False
+    read = 0
     status = 0
-    chunks: list[bytes] = []
+    out: list[bytes] = []
 
     async def receive() -> Message:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
+        nonlocal read
+        if read < len(parts):
+            read += 1
+            return {"type": "http.request", "body": parts[read - 1], "more_body": read < len(parts)}
         await asyncio.Event().wait()  # the client never disconnects while the app answers
         raise AssertionError("unreachable")
 
@@ -42,10 +51,10 @@ async def acall(app: ASGIApp, method: str, path: str, body: bytes = b"") -> tupl
         if message["type"] == "http.response.start":
             status = message["status"]
         elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
+            out.append(message.get("body", b""))
 
     await app(scope, receive, send)
-    return status, b"".join(chunks)
+    return status, b"".join(out), read
 
 
 def call(app: ASGIApp, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
