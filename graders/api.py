@@ -235,9 +235,3 @@ def shared_env() -> Env:
         found = sorted(entry_points(group="gradekit.env"), key=lambda e: e.name)
         _ENV = found[0].load()() if found else Env()
     return _ENV
-
-
-def set_default_env(env: Env | None) -> None:
-    """Replace the default environment (None: discover it again on next use)."""
-    global _ENV
-    _ENV = env

@@ -15,7 +15,7 @@ from .safety import NestingError, dumps_json, exception_text
 from .samples import SampleInput, UnparsedJSON, freeze_sample, frozen_sample, make_sample, parse_json_output
 
 Step = str | int
-Path = tuple[Step, ...]
+KeyPath = tuple[Step, ...]  # a template path: `item.a[0]` is ("item", "a", 0)
 
 _MISSING: Any = object()
 
@@ -39,7 +39,7 @@ class Column:
         return f"Column(n={len(self.values)}, failures={len(self.failures)})"
 
 
-def path_text(path: Path) -> str:
+def path_text(path: KeyPath) -> str:
     """`sample.output_tools[0].function.name` for a path."""
     out = str(path[0])
     for step in path[1:]:
@@ -117,7 +117,7 @@ class Batch:
         self.items: list[Any] = items if isinstance(items, list) else list(items)
         self.n = len(self.samples)
         self._dicts: list[dict[str, Any] | GradingError] | None = None
-        self._cols: dict[Path, Column] = {}
+        self._cols: dict[KeyPath, Column] = {}
         self._all_str: bool | None = None
         self._frozen: tuple[list[Any], list[Any]] | None = None
 
@@ -192,14 +192,14 @@ class Batch:
             return {}
         return {i: d for i, d in enumerate(self.sample_dicts()) if isinstance(d, GradingError)}
 
-    def column(self, path: Path) -> Column:
+    def column(self, path: KeyPath) -> Column:
         """Values of a template path (`("item", "answer")`) for every sample."""
         col = self._cols.get(path)
         if col is None:
             col = self._cols[path] = self._compute(path)
         return col
 
-    def _compute(self, path: Path) -> Column:
+    def _compute(self, path: KeyPath) -> Column:
         if len(path) == 1:
             return self._root(path[0])
         step = path[-1]

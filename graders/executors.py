@@ -154,8 +154,3 @@ class Env:
     python: PythonExecutor = field(default_factory=InProcessPythonExecutor)
     model: ModelClient | None = None
     embedder: Embedder | None = None
-
-
-def default_env() -> Env:
-    """A fresh in-process environment."""
-    return Env()

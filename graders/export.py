@@ -13,7 +13,7 @@ from typing import Any
 
 from .api import GraderLike, load_grader
 from .base import Grader
-from .batch import Path as TemplatePath
+from .batch import KeyPath as TemplatePath
 from .functions import FunctionGrader
 from .models import Multi, PythonGrader, ToolCall, compile_template
 from .safety import json_safe

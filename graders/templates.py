@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from .batch import Batch, Column, Path, UnrenderableError, all_text, path_text, to_text
+from .batch import Batch, Column, KeyPath, UnrenderableError, all_text, path_text, to_text
 from .errors import GradingError
 from .limits import MAX_RENDERED_CHARS, MAX_TEMPLATE_CHARS
 from .safety import describe, exception_text, text_size
@@ -26,7 +26,7 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]\w*" + _STEP + r"*)\s*\}\}")
 _STEPS = re.compile(r"\.([A-Za-z_]\w*)|\[\s*(-?\d+|'[^'\]]*'|\"[^\"\]]*\")\s*\]")
 
 
-def _parse_path(text: str) -> Path:
+def _parse_path(text: str) -> KeyPath:
     root = re.match(r"[A-Za-z_]\w*", text)
     assert root is not None
     steps: list[str | int] = [root.group(0)]
@@ -52,10 +52,10 @@ class Template:
             )
         self.source = source
         self._label = describe(source, 80)  # what messages quote: a 64 kB template is not repeated per sample
-        self._parts: list[str | Path] | None = None
+        self._parts: list[str | KeyPath] | None = None
         self._jinja: jinja2.Template | None = None
-        self.paths: list[Path] = []
-        parts: list[str | Path] = []
+        self.paths: list[KeyPath] = []
+        parts: list[str | KeyPath] = []
         pos = 0
         for m in _PLACEHOLDER.finditer(source):
             if m.start() > pos:
@@ -114,11 +114,6 @@ class Template:
         """True when the template is literal text and plain paths only (no jinja2 needed)."""
         return self._parts is not None
 
-    @property
-    def is_constant(self) -> bool:
-        """True when the template has no placeholders at all."""
-        return self._parts is not None and not self.paths
-
     def values(self, batch: Batch) -> Column:
         """Raw values when the template is exactly one path (`{{ item.calls }}`), else rendered strings."""
         if self._parts is not None and len(self._parts) == 1 and not isinstance(self._parts[0], str):
@@ -143,7 +138,7 @@ class Template:
         cols = [p if isinstance(p, str) else batch.column(p) for p in self._parts]
         return self._render_parts(cols, self._parts, batch.n)
 
-    def _render_parts(self, cols: list[str | Column], parts: list[str | Path], n: int) -> Column:
+    def _render_parts(self, cols: list[str | Column], parts: list[str | KeyPath], n: int) -> Column:
         failures: dict[int, GradingError] = {}
         for c in cols:
             if isinstance(c, Column):
@@ -162,7 +157,7 @@ class Template:
                 out.append("")
         return Column(out, failures)
 
-    def _join(self, cols: list[str | Column], parts: list[str | Path], i: int, literal: int) -> str:
+    def _join(self, cols: list[str | Column], parts: list[str | KeyPath], i: int, literal: int) -> str:
         """Sample `i`'s text; refused (before it is built) past `MAX_RENDERED_CHARS`."""
         pieces: list[str] = []
         size = literal
@@ -237,12 +232,3 @@ class Template:
         if col.failures:
             raise col.failures[0]
         return col.values[0]
-
-
-def check_template(source: str) -> list[str]:
-    """Problems with a template string, or [] when it compiles."""
-    try:
-        Template(source)
-    except ValueError as e:
-        return [str(e)]
-    return []

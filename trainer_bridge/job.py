@@ -46,9 +46,8 @@ from .policy import TINY_MODEL, Policy, Rollout
 if TYPE_CHECKING:
     from torch.optim import Optimizer
 
-__all__ = ["STATUSES", "JobError", "RFTJob", "base_model_name", "fine_tuned_model_name", "job_object"]
+__all__ = ["JobError", "RFTJob", "base_model_name", "fine_tuned_model_name", "job_object"]
 
-STATUSES = ("validating_files", "queued", "running", "paused", "succeeded", "failed", "cancelled")
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 TRAINER_STATE = "trainer.pt"
 
@@ -173,7 +172,7 @@ class RFTJob:
 
     @property
     def status(self) -> str:
-        """The job's status (one of `STATUSES`)."""
+        """The job's status, as OpenAI names it (`queued`, `running`, `paused`, one of `FINAL_STATUSES`...)."""
         return self.record.get("status", "validating_files")
 
     @property

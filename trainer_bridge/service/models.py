@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..policy import TINY_MODEL
 from .config import ServiceConfig
 from .store import JobRow, Store
 
@@ -103,7 +102,3 @@ class Models:
                 owner = row.object.get("organization_id", "user")
                 refs.append(ModelRef(name, ckpt["path"], owner, int(ckpt["created_at"]), str(row.spec["base"])))
         return refs
-
-    def is_tiny(self, ref: ModelRef) -> bool:
-        """Whether the model is built on the fly (`tiny-local`) rather than loaded from a folder."""
-        return ref.path == TINY_MODEL
