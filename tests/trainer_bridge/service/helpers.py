@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 from fastapi import FastAPI
-from openai import OpenAI
+from openai import DefaultHttpxClient, OpenAI
 from openai.types.fine_tuning import FineTuningJob
 
 from gradekit.runtime.server import create_app, running
@@ -47,7 +48,12 @@ def serving(config: ServiceConfig | None, **app_options: Any) -> Iterator[tuple[
 
 
 def client(url: str, **options: Any) -> OpenAI:
-    """The real openai SDK pointed at the server."""
+    """The real openai SDK pointed at the server, without retries and without keep-alive.
+
+    Tests wait on the store for minutes between requests; past uvicorn's 5 s keep-alive a pooled connection
+    can be closed by the server just as the client reuses it, which only a retry would absorb.
+    """
+    options.setdefault("http_client", DefaultHttpxClient(limits=httpx2.Limits(max_keepalive_connections=0)))
     return OpenAI(base_url=f"{url}/v1", api_key=options.pop("api_key", "x"), max_retries=0, **options)
 
 
