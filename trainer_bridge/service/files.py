@@ -23,6 +23,7 @@ from gradekit.runtime.jsonl import TOO_DEEP, clean_text
 from gradekit.runtime.server import APIError
 
 from ..data import DataError, load_rows
+from ..files import fsync_dir
 from .store import Store
 
 __all__ = ["PURPOSE", "FilePart", "Files", "form_filename"]
@@ -56,15 +57,6 @@ def check_rft_file(path: Path, filename: str) -> str | None:
     except RecursionError:  # lines are parsed safely (a DataError naming the line): this is a last resort
         return f"{filename}: {TOO_DEEP}"
     return None
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename in `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Files:
@@ -112,7 +104,7 @@ class Files:
                 os.fsync(f.fileno())
             problem = check_rft_file(tmp, filename)
             os.replace(tmp, final)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink()
