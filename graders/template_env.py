@@ -276,12 +276,7 @@ def _check_percent(fmt: str | bytes, args: Any) -> None:
             elif group is not None:
                 _check_width(group)
     values = list(args.values()) if isinstance(args, Mapping) else list(args) if isinstance(args, tuple) else [args]
-    for v in values:
-        _check_printable(v, "the %-formatted string")
-    if star:
-        _check_star_args(values)
-    biggest = max((text_size(v) for v in values), default=0)
-    _check_length(len(text) + specs * biggest, "the %-formatted string")
+    _check_filled(text, specs, values, star, "the %-formatted string")
 
 
 def _check_format(fmt: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
@@ -294,13 +289,17 @@ def _check_format(fmt: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) ->
             nested = nested or "{" in spec
             for digits in _DIGITS.findall(spec):
                 _check_width(digits)
-    values = [*args, *kwargs.values()]
+    _check_filled(fmt, fields, [*args, *kwargs.values()], nested, "the formatted string")
+
+
+def _check_filled(template: str, fields: int, values: list[Any], computed_widths: bool, what: str) -> None:
+    """Bounds of `template` with `fields` placeholders filled by `values` (widths taken from them if computed)."""
     for v in values:
-        _check_printable(v, "the formatted string")
-    if nested:
+        _check_printable(v, what)
+    if computed_widths:
         _check_star_args(values)
     biggest = max((text_size(v) for v in values), default=0)
-    _check_length(len(fmt) + fields * biggest, "the formatted string")
+    _check_length(len(template) + fields * biggest, what)
 
 
 def _check_replace(s: Any, old: Any, new: Any, count: Any = -1) -> None:
