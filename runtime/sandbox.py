@@ -288,10 +288,9 @@ def _worker_main() -> None:
             return "error", message, message
         return "ok", grade
 
-    def handle(body: bytes) -> tuple[str, bool]:
+    def handle(rid: str, body: bytes) -> tuple[str, bool]:
         nonlocal grader, broken
         broken = False
-        rid = body[:32].decode("ascii")  # the request's id: every frame of the reply carries it
         request = decode(body[32:].decode("ascii"))
         if grader is None:  # the first request brings the source; this worker serves no other grader
             grader = load(request["src"], request.get("n", "grader"))
@@ -328,9 +327,9 @@ def _worker_main() -> None:
         if body is None:
             exit_now(0)
         reply: dict[str, Any] | str | None = None
-        rid = body[:32].decode("ascii", "replace")
+        rid = body[:32].decode("ascii", "replace")  # the request's id: every frame of the reply carries it
         try:
-            reply, retire = handle(body)
+            reply, retire = handle(rid, body)
         except memory_error:
             retire = True  # the reply is built below, once the exception has let go of the memory
         except any_exception as exc:  # a worker bug, or state broken beyond what `repair` fixes
@@ -813,9 +812,9 @@ def _temp_root() -> str:
     return root
 
 
-def _remove_stale_tmpdirs() -> None:
+def _remove_stale_tmpdirs(root: str) -> None:
     """Delete the temp directories of workers whose pool process is gone (killed before it could clean up)."""
-    for path in glob.glob(os.path.join(_temp_root(), "*-*")):
+    for path in glob.glob(os.path.join(root, "*-*")):
         owner = os.path.basename(path).split("-", 1)[0]
         if not owner.isdigit() or int(owner) == os.getpid():
             continue
@@ -877,6 +876,7 @@ class _Options:
     max_output_bytes: int
     env: dict[str, str]
     argv: tuple[str, ...]
+    tmp_root: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -908,7 +908,7 @@ class _Worker:
 
     def __init__(self, options: _Options) -> None:
         self.options = options
-        self.tmpdir = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=_temp_root())
+        self.tmpdir = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=options.tmp_root)
         env = {**options.env, "HOME": self.tmpdir, "TMPDIR": self.tmpdir}
         try:
             self.proc = subprocess.Popen(
@@ -1326,17 +1326,18 @@ class SandboxPool:
             "MKL_NUM_THREADS": "1",
             **(extra_env or {}),
         }
+        tmp_root = _temp_root()
         config = {
             "memory": memory_bytes,
             "max_output": max_output_bytes,
             "max_detail": MAX_DETAIL_CHARS,
             "parent": os.getpid(),
             "path": _import_path(),
-            "tmp_root": _temp_root(),
+            "tmp_root": tmp_root,
             "tmp_bytes": tmp_bytes,
         }
         argv = (sys.executable, "-I", "-B", "-X", "utf8", "-c", _worker_program(), json.dumps(config))
-        self._options = _Options(timeout, cpu_time, memory_bytes, max_output_bytes, env, argv)
+        self._options = _Options(timeout, cpu_time, memory_bytes, max_output_bytes, env, argv, tmp_root)
         self._cond = threading.Condition()
         self._jobs: collections.deque[_Job] = collections.deque()
         self._slots: list[_Slot] = []
@@ -1383,7 +1384,7 @@ class SandboxPool:
             if self._closed:
                 raise RuntimeError("SandboxPool is closed")
             if not self._slots:
-                _remove_stale_tmpdirs()
+                _remove_stale_tmpdirs(self._options.tmp_root)
                 self._slots.extend(_Slot(self, i) for i in range(self.workers))
                 for slot in self._slots:
                     slot.thread.start()
