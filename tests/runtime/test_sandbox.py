@@ -8,7 +8,9 @@ import itertools
 import json
 import math
 import os
+import shutil
 import socket
+import subprocess
 import tempfile
 import textwrap
 from collections.abc import Iterator, Sequence
@@ -710,3 +712,20 @@ def test_a_call_that_leaves_a_thread_running_retires_its_worker() -> None:
         lingered = _values(_grade(one, source, ["linger", "after"]))
     assert plain[0] == plain[1]  # a warm worker serves its grader's next sample
     assert lingered[0] == plain[1] and lingered[1] != lingered[0]  # the thread's call was that worker's last
+
+
+def test_a_dead_pools_temp_directories_are_removed_at_the_next_start() -> None:
+    parent = os.path.join(tempfile.gettempdir(), f"gradekit-sandboxes-{os.getuid()}")
+    os.makedirs(parent, mode=0o700, exist_ok=True)
+    ended = subprocess.Popen(["true"])  # a process that has ended: its pid names a dead pool
+    ended.wait()
+    dead = tempfile.mkdtemp(prefix=f"{ended.pid}-", dir=parent)
+    Path(dead, "left.txt").write_text("x")
+    alive = tempfile.mkdtemp(prefix=f"{os.getppid()}-", dir=parent)  # a live process's: not ours to remove
+    try:
+        with SandboxPool(workers=1) as pool:
+            assert _values(_grade(pool, "def grade(sample, item):\n    return 1.0\n", [0])) == [1.0]
+        assert not os.path.exists(dead) and os.path.isdir(alive)
+    finally:
+        shutil.rmtree(dead, ignore_errors=True)
+        shutil.rmtree(alive, ignore_errors=True)
