@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from gradekit.runtime.cli import CLIError, os_error_text
+from gradekit.runtime.cli import CLIError, number_arg, os_error_text
 from gradekit.runtime.jsonl import loads
 
 __all__ = ["register"]
@@ -62,7 +62,9 @@ def register(subparsers: Any) -> None:
     where.add_argument("--arn", help="invoke this deployed function (name or ARN, optionally qualified)")
     invoke.add_argument("--event", required=True, help="the event JSON file, or - for stdin")
     invoke.add_argument("--region", help="AWS region (default: from the ARN or the AWS configuration)")
-    invoke.add_argument("--timeout", type=float, default=60.0, help="local: the function timeout in seconds")
+    invoke.add_argument(
+        "--timeout", type=number_arg(float, low=1), default=60.0, help="local: the function timeout in seconds"
+    )
     invoke.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="local: one more variable")
     invoke.set_defaults(func=_invoke)
 
@@ -76,8 +78,15 @@ def register(subparsers: Any) -> None:
     deploy.add_argument("--role", required=True, help="the ARN of the function's execution role")
     deploy.add_argument("--region", help="AWS region (default: from the AWS configuration)")
     deploy.add_argument("--alias", help="create or move this alias to the new version (and use it in the grader)")
-    deploy.add_argument("--memory", type=int, default=1024, help="MB (default: %(default)s)")
-    deploy.add_argument("--timeout", type=int, default=900, help="seconds, at most 900 (default: %(default)s)")
+    deploy.add_argument(
+        "--memory",
+        type=number_arg(int, low=128, high=10240),
+        default=1024,
+        help="MB, 128 to 10240 (default: %(default)s)",
+    )
+    deploy.add_argument(
+        "--timeout", type=number_arg(int, low=1, high=900), default=900, help="seconds, 1 to 900 (default: %(default)s)"
+    )
     deploy.add_argument("--runtime", help="e.g. python3.12 (default: the bundle's)")
     deploy.add_argument("--arch", choices=["x86_64", "arm64"], help="default: the bundle's")
     deploy.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="one more variable")

@@ -87,6 +87,7 @@ __all__ = [
     "error_line",
     "load_grader_arg",
     "main",
+    "number_arg",
     "os_error_text",
     "version_text",
 ]
@@ -600,34 +601,46 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 # --- parser -----------------------------------------------------------------------------------------------
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
-    return value
+def number_arg(
+    kind: type[int] | type[float],
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    what: str | None = None,
+    words: Sequence[str] = (),
+) -> Callable[[str], Any]:
+    """An argparse `type=`: the text as a finite `kind` within [low, high], or one of `words` (e.g. "auto").
+
+    Every option of every `gradekit` command checks its numbers with this, so a wrong value always reads the
+    same way: `'x' is not an integer`, `0 is not at least 1`, `2 is not between 0 and 1`.
+    """
+    noun = what or ("an integer" if kind is int else "a number")
+    choices = " nor ".join(repr(w) for w in words)
+
+    def parse(text: str) -> Any:
+        if text in words:
+            return text
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is neither {choices} nor {noun}" if words else f"{text!r} is not {noun}"
+            )
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"between {low:g} and {high:g}" if low is not None and high is not None else ""
+            bounds = bounds or (f"at least {low:g}" if low is not None else f"at most {high:g}")
+            raise argparse.ArgumentTypeError(f"{value:g} is not {bounds}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
 
 
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{value:g} is not between 0 and 1")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is out of range: a port is 0 to 65535")
-    return value
+_positive = number_arg(int, low=1)
+_rate = number_arg(float, low=0, high=1)
+_port = number_arg(int, low=0, high=65535, what="a port number")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from gradekit.runtime.cli import CLIError, load_grader_arg
+from gradekit.runtime.cli import CLIError, load_grader_arg, number_arg
 
 __all__ = ["register"]
 
@@ -26,18 +26,6 @@ _HYPER = {
     "compute_multiplier": float,
 }
 _OPTIONS = {"group_size": int, "max_completion_tokens": int, "learning_rate": float, "kl_beta": float}
-
-
-def _auto(kind: type) -> Any:
-    def parse(text: str) -> Any:
-        if text == "auto":
-            return text
-        try:
-            return kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is neither 'auto' nor a {kind.__name__}") from None
-
-    return parse
 
 
 def register(subparsers: Any) -> None:
@@ -55,11 +43,13 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--model", default="tiny-local", help="tiny-local (default) or a local Hugging Face model folder")
     for name, kind in _HYPER.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=_auto(kind), default="auto", metavar="N|auto")
+        p.add_argument(
+            f"--{name.replace('_', '-')}", type=number_arg(kind, words=("auto",)), default="auto", metavar="N|auto"
+        )
     p.add_argument("--reasoning-effort", default="default", choices=["default", "low", "medium", "high"])
     for name, kind in _OPTIONS.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=kind, metavar="N", help="gradekit loop option")
-    p.add_argument("--seed", type=int, help="random seed (default: a random one, recorded in job.json)")
+        p.add_argument(f"--{name.replace('_', '-')}", type=number_arg(kind), metavar="N", help="gradekit loop option")
+    p.add_argument("--seed", type=number_arg(int), help="random seed (default: a random one, recorded in job.json)")
     p.add_argument("--suffix", help="up to 40 characters, part of the fine-tuned model's name")
     p.add_argument("--output", type=Path, help="the run folder (default gradekit-runs/<job id>)")
     p.add_argument("--backend", metavar="NAME:SPEC", help="grade elsewhere, e.g. lambda:<function arn>")

@@ -36,7 +36,7 @@ def test_serve_refuses_a_port_out_of_range(
 
     monkeypatch.setattr(server, "serve", lambda *a, **k: pytest.fail("served on a bad port"))
     assert main(["serve", "--port", port]) == 2
-    reason = f"{port!r} is not a port number" if port == "http" else f"{port} is out of range: a port is 0 to 65535"
+    reason = f"{port!r} is not a port number" if port == "http" else f"{port} is not between 0 and 65535"
     assert one_line(capsys) == f"argument --port: {reason}; see 'gradekit serve --help'"
 
 
