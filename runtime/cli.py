@@ -14,9 +14,10 @@ GRADER is a `.json`/`.yaml` file, JSON text, or a `module:function` reference (s
 
 Files `grade` writes: only `--out`, the results JSONL. It is written incrementally, in place (one line per
 graded row, flushed every half second; truncated first unless `--resume`, appended to with it), so an
-interrupted run keeps every row it finished and `--resume` goes on from there. An `--out` that is the
-`--data`, `--samples` or `--grader` file (same path, symlink or hard link) is refused before anything is
-read or written. A run whose grading or sampling service fails stops early with the cause (a refused
+interrupted run keeps every row it finished and `--resume` goes on from there; under `--sample-from`
+each line also keeps the answer the model gave, `sample` (its text) and `sample_tool_calls` (if any).
+An `--out` that is the `--data`, `--samples` or `--grader` file (same path, symlink or hard link) is refused
+before anything is read or written. A run whose grading or sampling service fails stops early with the cause (a refused
 connection or 401/403 from `--sample-from` at once; the first `FAIL_FAST_ROWS` rows failing alike with
 an infrastructure flag), writing none of those rows; a finished run in which a larger share of rows failed
 than `--max-error-rate` (default `MAX_ERROR_RATE`) exits 1.
@@ -57,6 +58,7 @@ from pydantic import ValidationError
 from gradekit.graders import Grader, GraderValidationError, GradingError, RunResult, run, validate
 from gradekit.graders.aggregate import Aggregate
 from gradekit.graders.api import GRADER_FILE_SUFFIXES
+from gradekit.graders.samples import make_sample
 from gradekit.runtime.engine import Engine, Graded, Pair, load_backend
 from gradekit.runtime.jsonl import (
     TOO_DEEP,
@@ -290,7 +292,11 @@ def _failed(error: GradingError) -> GradingError:
     return error
 
 
-def _file_pairs(data: Path, samples: Path, done: _Done, rows: deque[int]) -> Iterator[Pair]:
+#: A row handed to the engine: its number, and the fields its results line keeps besides the result (the sample).
+_Row = tuple[int, dict[str, Any] | None]
+
+
+def _file_pairs(data: Path, samples: Path, done: _Done, rows: deque[_Row]) -> Iterator[Pair]:
     """(sample, item) per data row not yet done, read lazily from both files in step."""
     data_lines, sample_lines = iter_lines(data), iter_lines(samples)
     n = 0
@@ -306,7 +312,7 @@ def _file_pairs(data: Path, samples: Path, done: _Done, rows: deque[int]) -> Ite
         sample = _sample(s)
         if error is None and isinstance(sample, GradingError):
             error = sample
-        rows.append(row)
+        rows.append((row, None))
         yield (_failed(error) if error is not None else sample), item
     _check_done(done, data, n)
 
@@ -410,8 +416,22 @@ async def _sample_row(client: openai.AsyncOpenAI, line: Line, model: str, breake
     return completion.model_dump(mode="json", exclude_unset=True), item
 
 
+def _kept_sample(output: Any) -> dict[str, Any] | None:
+    """What a results line keeps of a sampled answer: `sample` (its text) and `sample_tool_calls` (if any)."""
+    if isinstance(output, GradingError):
+        return None  # the row's error says why there is no answer
+    try:
+        sample = make_sample(output)
+    except GradingError:
+        return None
+    kept: dict[str, Any] = {"sample": sample["output_text"]}
+    if sample["output_tools"]:
+        kept["sample_tool_calls"] = sample["output_tools"]
+    return kept
+
+
 async def _sampled_pairs(
-    data: Path, done: _Done, rows: deque[int], *, base_url: str, model: str, concurrency: int
+    data: Path, done: _Done, rows: deque[_Row], *, base_url: str, model: str, concurrency: int
 ) -> AsyncIterator[Pair]:
     """(completion, item) per data row not yet done, sampled `concurrency` rows at a time, in row order."""
     import openai
@@ -419,25 +439,31 @@ async def _sampled_pairs(
     api_key = os.environ.get("OPENAI_API_KEY") or "unused"
     client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key)
     breaker = _Breaker(f"--sample-from {base_url}")
-    window: deque[asyncio.Task[Pair]] = deque()
+    window: deque[tuple[int, asyncio.Task[Pair]]] = deque()
+
+    async def sampled() -> Pair:
+        row, task = window.popleft()
+        pair = await task
+        rows.append((row, _kept_sample(pair[0])))
+        return pair
+
     n = 0
     try:
         for row, line in enumerate(iter_lines(data)):
             n = row + 1
             if row in done:
                 continue
-            rows.append(row)
-            window.append(asyncio.create_task(_sample_row(client, line, model, breaker)))
+            window.append((row, asyncio.create_task(_sample_row(client, line, model, breaker))))
             if len(window) >= concurrency:
-                yield await window.popleft()
+                yield await sampled()
         while window:
-            yield await window.popleft()
+            yield await sampled()
         breaker.finish()
         _check_done(done, data, n)
     finally:
-        for task in window:
+        for _, task in window:
             task.cancel()
-        await asyncio.gather(*window, return_exceptions=True)
+        await asyncio.gather(*(task for _, task in window), return_exceptions=True)
         await client.close()
 
 
@@ -473,7 +499,7 @@ def _infra_failure(graded: Graded) -> tuple[bool, str | None]:
 async def _drain(
     engine: Engine,
     pairs: Iterable[Pair] | AsyncIterable[Pair],
-    rows: deque[int],
+    rows: deque[_Row],
     writer: JsonlWriter,
     bar: Any,
     breaker: _Breaker | None = None,
@@ -482,7 +508,9 @@ async def _drain(
     held: list[str] = []
     async for graded in engine.astream(pairs):
         # The engine keeps input order, so results pair up with the rows the source handed out, first in first out.
-        line = f'{{"row":{rows.popleft()},{model_json(graded.result)[1:]}'
+        row, kept = rows.popleft()
+        fields = "".join(f"{dumps(key)}:{dumps(value)}," for key, value in (kept or {}).items())
+        line = f'{{"row":{row},{fields}{model_json(graded.result)[1:]}'
         bar.update(1)
         if breaker is not None and not breaker.settled:
             answered, cause = _infra_failure(graded)
@@ -554,7 +582,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     engine = Engine(grader, chunk_size=args.chunk_size, concurrency=args.concurrency, backend=backend)
     resuming = args.resume and out.exists()
     done = _resume(out, engine.aggregate, grader) if resuming else _Done()
-    rows: deque[int] = deque()
+    rows: deque[_Row] = deque()
     pairs: Iterable[Pair] | AsyncIterable[Pair]
     if samples is not None:
         pairs = _file_pairs(data, samples, done, rows)
@@ -683,7 +711,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="JSONL, one line per data row: a JSON string, an object with output_text, or a chat completion",
     )
-    p.add_argument("--out", required=True, metavar="FILE", help='results JSONL: {"row": N, ...RunResult}')
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help='results JSONL: {"row": N, ...RunResult}, with "sample" (the answer) under --sample-from',
+    )
     p.add_argument("--resume", action="store_true", help="keep the rows already in --out; grade only the rest")
     p.add_argument("--chunk-size", type=_positive, default=256, metavar="N", help="rows per grading batch")
     p.add_argument("--concurrency", type=_positive, default=4, metavar="N", help="batches in flight")
