@@ -1,19 +1,83 @@
-"""RFT hyperparameters with OpenAI's names and `"auto"`, and the concrete values a run resolves them to."""
+"""RFT hyperparameters with OpenAI's names (or Amazon Bedrock's) and `"auto"`, and the values a run resolves them to.
+
+OpenAI's seven names come first. Bedrock's native RFT API (`RFTHyperParameters` of CreateModelCustomizationJob)
+names its settings in camelCase; `BEDROCK_NAMES` maps each to the field that holds it here. Four of them have no
+OpenAI name, so they have gradekit's own (`learning_rate`, `group_size`, `max_completion_tokens`,
+`max_prompt_length`): given for a job, each beats the loop option of the same name (`LoopOptions`). A request
+that names one setting twice (`n_epochs` and `epochCount`) is refused (`SettingNamedTwice`).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["Hyperparameters", "LoopOptions", "Resolved"]
+__all__ = [
+    "BEDROCK_NAMES",
+    "OPENAI_NAMES",
+    "Hyperparameters",
+    "LoopOptions",
+    "Resolved",
+    "SettingNamedTwice",
+    "canonical_names",
+]
 
 Auto = Literal["auto"]
 
 #: How `reasoning_effort` scales the completion budget of a model that has no separate reasoning channel.
 EFFORT_SCALE = {"default": 1.0, "low": 0.5, "medium": 1.0, "high": 2.0}
+
+#: Amazon Bedrock's RFT hyperparameter names -> the field here that holds the same setting. Bedrock's service
+#: ranges (batchSize 16 to 512, ...) are not enforced: a local run is smaller.
+BEDROCK_NAMES = {
+    "epochCount": "n_epochs",
+    "batchSize": "batch_size",
+    "learningRate": "learning_rate",
+    "trainingSamplePerPrompt": "group_size",
+    "inferenceMaxTokens": "max_completion_tokens",
+    "maxPromptLength": "max_prompt_length",
+    "reasoningEffort": "reasoning_effort",
+    "evalInterval": "eval_interval",
+}
+#: The fields of OpenAI's `method.reinforcement.hyperparameters` (a job object always lists them).
+OPENAI_NAMES = (
+    "n_epochs",
+    "batch_size",
+    "learning_rate_multiplier",
+    "eval_interval",
+    "eval_samples",
+    "compute_multiplier",
+    "reasoning_effort",
+)
+
+
+class SettingNamedTwice(ValueError):
+    """Hyperparameters that give one setting under two names (OpenAI's or gradekit's, and Bedrock's)."""
+
+    def __init__(self, name: str, alias: str) -> None:
+        self.name, self.alias = name, alias
+        super().__init__(f"{name!r} and {alias!r} name the same setting; give only one of them")
+
+
+def canonical_names(given: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """`given` with Bedrock's names replaced by the fields here, and {field: the name it was given as}.
+
+    Raises `SettingNamedTwice` when both names of one setting are given.
+    """
+    out: dict[str, Any] = {}
+    used: dict[str, str] = {}
+    for key, value in given.items():
+        name = BEDROCK_NAMES.get(key, key)
+        if name in out:
+            first = used[name]
+            raise SettingNamedTwice(*((first, key) if first == name else (key, first)))
+        out[name] = value
+        used[name] = key
+    return out, used
 
 
 class Hyperparameters(BaseModel):
@@ -28,15 +92,40 @@ class Hyperparameters(BaseModel):
     eval_samples: int | Auto = Field("auto", description="samples per validation prompt")
     compute_multiplier: float | Auto = Field("auto", description="scales the samples drawn per prompt")
     reasoning_effort: Literal["default", "low", "medium", "high"] = "default"
+    # gradekit's names for settings Bedrock exposes and OpenAI does not ("auto": the loop option of that name).
+    learning_rate: float | Auto = Field("auto", description="base learning rate (Bedrock's learningRate)")
+    group_size: int | Auto = Field(
+        "auto", description="completions sampled per prompt at compute_multiplier 1 (trainingSamplePerPrompt)"
+    )
+    max_completion_tokens: int | Auto = Field(
+        "auto", description="tokens a training sample may have, not scaled by reasoning_effort (inferenceMaxTokens)"
+    )
+    max_prompt_length: int | Auto = Field(
+        "auto", description="prompt tokens kept, the last ones (maxPromptLength); auto: the whole prompt"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bedrock_names(cls, data: Any) -> Any:
+        return canonical_names(data)[0] if isinstance(data, Mapping) else data
+
+    def to_json(self) -> dict[str, Any]:
+        """OpenAI's fields, then those of gradekit's own that were given (not `"auto"`): a job object's form."""
+        values = self.model_dump()
+        return {k: v for k, v in values.items() if k in OPENAI_NAMES or v != "auto"}
 
     def resolve(self, n_train: int, options: LoopOptions | None = None) -> Resolved:
         """Concrete values for a training file of `n_train` rows (`"auto"` chosen as documented in the README)."""
         options = options or LoopOptions()
-        for name in ("n_epochs", "batch_size", "eval_interval", "eval_samples"):
+        for name in ("n_epochs", "batch_size", "eval_interval", "eval_samples", "max_completion_tokens"):
             value = getattr(self, name)
             if value != "auto" and value < 1:
                 raise ValueError(f"hyperparameters.{name} must be at least 1 (got {value})")
-        for name in ("learning_rate_multiplier", "compute_multiplier"):
+        for name, least in (("group_size", 2), ("max_prompt_length", 1)):
+            value = getattr(self, name)
+            if value != "auto" and value < least:
+                raise ValueError(f"hyperparameters.{name} must be at least {least} (got {value})")
+        for name in ("learning_rate_multiplier", "compute_multiplier", "learning_rate"):
             value = getattr(self, name)
             if value != "auto" and not value > 0:
                 raise ValueError(f"hyperparameters.{name} must be positive (got {value})")
@@ -48,6 +137,11 @@ class Hyperparameters(BaseModel):
         total_steps = steps_per_epoch * n_epochs
         multiplier = 1.0 if self.compute_multiplier == "auto" else self.compute_multiplier
         lr_mult = 1.0 if self.learning_rate_multiplier == "auto" else self.learning_rate_multiplier
+        group = options.group_size if self.group_size == "auto" else self.group_size
+        if self.max_completion_tokens == "auto":
+            max_tokens = max(1, round(options.max_completion_tokens * EFFORT_SCALE[self.reasoning_effort]))
+        else:
+            max_tokens = self.max_completion_tokens
         return Resolved(
             n_epochs=n_epochs,
             batch_size=batch_size,
@@ -56,10 +150,12 @@ class Hyperparameters(BaseModel):
             eval_samples=1 if self.eval_samples == "auto" else self.eval_samples,
             compute_multiplier=multiplier,
             reasoning_effort=self.reasoning_effort,
-            group_size=max(2, round(options.group_size * multiplier)),
+            group_size=max(2, round(group * multiplier)),
             steps_per_epoch=steps_per_epoch,
             total_steps=total_steps,
-            max_completion_tokens=max(1, round(options.max_completion_tokens * EFFORT_SCALE[self.reasoning_effort])),
+            max_completion_tokens=max_tokens,
+            learning_rate=options.learning_rate if self.learning_rate == "auto" else self.learning_rate,
+            max_prompt_length=None if self.max_prompt_length == "auto" else self.max_prompt_length,
         )
 
 
@@ -96,6 +192,8 @@ class Resolved:
     steps_per_epoch: int
     total_steps: int
     max_completion_tokens: int
+    learning_rate: float | None = None  # the base rate; None: the model's default (RFTJob)
+    max_prompt_length: int | None = None  # None: prompts are not cut
 
     def to_json(self) -> dict[str, Any]:
         """The resolved values as a JSON object."""

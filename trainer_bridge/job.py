@@ -78,7 +78,7 @@ def job_object(
     status: str = "validating_files",
 ) -> dict[str, Any]:
     """A new `fine_tuning.job` object for a reinforcement job, as the OpenAI API returns it."""
-    hyper = hyperparameters.model_dump()
+    hyper = hyperparameters.to_json()
     return {
         "object": "fine_tuning.job",
         "id": job_id,
@@ -336,14 +336,17 @@ class RFTJob:
         else:
             texts = [t for row in [*train, *valid] for t in row.texts]
             self.policy = Policy.load(self.model, texts=texts, seed=self.seed)
-        base_lr = self.options.learning_rate or (1e-3 if self.model == TINY_MODEL else 1e-5)
+        base_lr = res.learning_rate or (1e-3 if self.model == TINY_MODEL else 1e-5)
         self.optimizer: Optimizer = torch.optim.AdamW(
             self.policy.model.parameters(), lr=base_lr * res.learning_rate_multiplier, weight_decay=0.0
         )
         self.reference = self._reference(snapshot)
         # Every row is prompted once per epoch: render each prompt once (keyed by the row object, which lives as
         # long as the job).
-        self.prompts = {id(row): self.policy.prompt_ids(row) for row in [*train, *valid]}
+        # max_prompt_length keeps a prompt's last tokens, where the reply begins (`[-0:]`: the whole prompt).
+        self.prompts = {
+            id(row): self.policy.prompt_ids(row)[-(res.max_prompt_length or 0) :] for row in [*train, *valid]
+        }
         self.history: list[dict[str, Any]] = []
         step, trained_tokens = 0, 0
         if snapshot is not None:

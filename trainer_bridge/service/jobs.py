@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gradekit.runtime.server import APIError
 
 from ..events import EventLog, read_events
-from ..hyperparameters import Hyperparameters
+from ..hyperparameters import Hyperparameters, SettingNamedTwice, canonical_names
 from ..job import fine_tuned_model_name, job_object
 from ..policy import TINY_MODEL
 from .config import ServiceConfig
@@ -83,21 +83,33 @@ def page(items: list[dict[str, Any]], limit: int, after: str | None, *, param: s
 
 
 def _hyperparameters(body: CreateJobRequest) -> Hyperparameters:
+    """The job's hyperparameters (OpenAI's names or Bedrock's); a 400 naming the parameter as it was given."""
     given = dict(body.hyperparameters or {})
     assert body.method is not None and body.method.reinforcement is not None
-    given.update(body.method.reinforcement.hyperparameters or {})
     where = "method.reinforcement.hyperparameters"
     try:
-        hyper = Hyperparameters.model_validate(given)
+        # The deprecated top-level form and the method's are one set: a setting named in both is named twice.
+        top, top_names = canonical_names(given)
+        method, names = canonical_names(body.method.reinforcement.hyperparameters or {})
+        for field, name in names.items():
+            if field in top and top_names[field] != name:
+                raise SettingNamedTwice(top_names[field], name)
+    except SettingNamedTwice as e:
+        message = f"Invalid value for '{where}': {e}."
+        raise APIError(400, message, param=f"{where}.{e.alias}", code="duplicate_hyperparameter") from None
+    names = {**top_names, **names}
+    try:
+        hyper = Hyperparameters.model_validate({**top, **method})
     except ValidationError as e:
         err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"][:1])
+        field = names.get(str(err["loc"][0]), str(err["loc"][0])) if err["loc"] else ""
         message = "unknown hyperparameter" if err["type"] == "extra_forbidden" else err["msg"]
         raise APIError(400, f"Invalid value for '{where}.{field}': {message}.", param=f"{where}.{field}") from None
     try:
         hyper.resolve(1)
     except ValueError as e:  # "hyperparameters.n_epochs must be at least 1 (got 0)"
         field, _, problem = str(e).removeprefix("hyperparameters.").partition(" ")
+        field = names.get(field, field)
         raise APIError(400, f"Invalid value for '{where}.{field}': {problem}.", param=f"{where}.{field}") from None
     return hyper
 
@@ -175,7 +187,7 @@ class Jobs:
         validation = self._file(body.validation_file, "validation_file") if body.validation_file else None
 
         job_id = f"ftjob-{secrets.token_hex(12)}"
-        hyper_json = hyper.model_dump()
+        hyper_json = hyper.to_json()
         obj = job_object(
             job_id,
             body.model,
