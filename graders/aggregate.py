@@ -31,19 +31,37 @@ class _Moments:
 
 @dataclass
 class Aggregate:
-    """Reward mean/std, per-grader reward means, and per-grader counts and rates of every error flag."""
+    """Reward mean/std, per-grader reward means, per-grader counts and rates of every error flag and of no reward.
+
+    Reward means and stds are over the samples that got a reward: a sample without one (docs/no-reward.md) is
+    counted in `no_reward`, never as a 0.
+    """
 
     name: str = ""
     rewards: _Moments = field(default_factory=_Moments)
     graders: dict[str, _Moments] = field(default_factory=dict)
     errors: dict[str, dict[str, int]] = field(default_factory=dict)
     failed_samples: int = 0
+    samples: int = 0
+    #: grader (or `multi` key) -> samples it gave no reward; the aggregate's own name counts whole samples
+    no_reward: dict[str, int] = field(default_factory=dict)
+    no_reward_samples: int = 0
 
     def add(self, reward: float, sub_rewards: dict[str, float], notes: SampleNotes | None) -> None:
         """Count one graded sample."""
-        self.rewards.add(reward)
+        self.samples += 1
+        missing = notes.unrewarded if notes is not None else {}
+        if notes is not None and notes.no_reward is not None:
+            self.no_reward_samples += 1
+            if self.name not in missing:
+                self.no_reward[self.name] = self.no_reward.get(self.name, 0) + 1
+        else:
+            self.rewards.add(reward)
+        for grader in missing:
+            self.no_reward[grader] = self.no_reward.get(grader, 0) + 1
         for key, value in sub_rewards.items():
-            self.graders.setdefault(key, _Moments()).add(value)
+            if key not in missing:
+                self.graders.setdefault(key, _Moments()).add(value)
         if notes is not None and notes.failures:
             self.failed_samples += 1
             for grader, (flag, _) in notes.failures.items():
@@ -52,16 +70,21 @@ class Aggregate:
 
     def add_result(self, result: RunResult) -> None:
         """Count one sample from its OpenAI-shaped result (e.g. read back from a results file)."""
+        if not self.name:
+            self.name = result.metadata.name
         notes = None
         details = result.metadata.scores.get("error_details")
-        if result.errors.any:
+        missing = result.metadata.no_reward
+        if result.errors.any or missing is not None:
             notes = SampleNotes()
             if isinstance(details, dict) and details:
                 for grader, failure in details.items():
-                    notes.fail(grader, failure.get("flag", "other_error"), failure.get("message", ""))
+                    notes.fail(grader, failure.get("flag", "other_error"), failure.get("message", ""), no_reward=False)
             else:
                 for flag in result.errors.flags():
-                    notes.fail(result.metadata.name, flag, "")  # type: ignore[arg-type]
+                    notes.fail(result.metadata.name, flag, "", no_reward=False)  # type: ignore[arg-type]
+            notes.sample_fault = missing is None and result.errors.any
+            notes.unrewarded = dict(missing.graders) if missing is not None else {}
         self.add(result.reward, {k: float(v) for k, v in result.sub_rewards.items()}, notes)
 
     def add_batch(self, result: BatchResult) -> None:
@@ -76,10 +99,11 @@ class Aggregate:
     @property
     def count(self) -> int:
         """Samples counted."""
-        return self.rewards.n
+        return self.samples
 
     def summary(self) -> dict[str, Any]:
-        """A JSON-ready summary (encodable as UTF-8); `errors[grader][flag]` holds `count` and `rate`."""
+        """A JSON-ready summary (encodable as UTF-8); `errors[grader][flag]` and `no_reward[grader]` hold `count`
+        and `rate`; reward means and stds are over the samples that got a reward."""
         n = self.count
         return json_safe(
             {
@@ -97,5 +121,8 @@ class Aggregate:
                 },
                 "failed_samples": self.failed_samples,
                 "failed_rate": self.failed_samples / n if n else 0.0,
+                "no_reward": {g: {"count": c, "rate": c / n if n else 0.0} for g, c in self.no_reward.items()},
+                "no_reward_samples": self.no_reward_samples,
+                "no_reward_rate": self.no_reward_samples / n if n else 0.0,
             }
         )  # type: ignore[no-any-return]

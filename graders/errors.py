@@ -31,6 +31,22 @@ DETAIL_FIELDS: Final[dict[str, str]] = {
     "model_grader_server_error": "model_grader_server_error_details",
 }
 
+#: Failures that are the grading's fault, not the sample's: a reward that did not answer in time, a sandbox that
+#: failed (limits, crashes), a judge that could not be reached (transport error, rate limit, 5xx). Such a sample
+#: gets *no reward* (see docs/no-reward.md); every other flag is the sample's fault and stays reward 0, as OpenAI.
+GRADING_FAULTS: Final[frozenset[ErrorFlag]] = frozenset(
+    {"unresponsive_reward_error", "python_grader_server_error", "model_grader_server_error"}
+)
+
+#: Why a sample got no reward: a grader said it does not apply (returned None), or grading failed.
+NoReward = Literal["not_applicable", "grading_error"]
+
+
+def is_grading_fault(flag: str) -> bool:
+    """True when `flag` means the grading failed (no reward), False when the sample did (reward 0)."""
+    return flag in GRADING_FAULTS
+
+
 #: Longest detail string kept in a result (tracebacks are cut from the front).
 MAX_DETAIL_CHARS: Final[int] = 4000
 

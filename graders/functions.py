@@ -1,4 +1,4 @@
-"""Plain Python functions as graders: `@grader def f(sample, item) -> float`."""
+"""Plain Python functions as graders: `@grader def f(sample, item) -> float` (or None: "does not apply")."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ _ARG_NAMES = frozenset({"sample", "item"})
 class Score:
     """A reward with named sub-scores, as a function grader may return it."""
 
-    reward: float
+    reward: float | None
     scores: dict[str, Any] = field(default_factory=dict)
 
 
@@ -64,10 +64,13 @@ def import_reference(ref: str) -> Any:
     return obj
 
 
-def _reward_of(value: Any, scores: dict[str, Any]) -> float:
+def _reward_of(value: Any, scores: dict[str, Any]) -> float | None:
+    """The reward a grader function returned; None when it says it does not apply to the sample."""
+    if value is None:
+        return None
     if isinstance(value, Score):
         scores.update(value.scores)
-        return coerce_reward(value.reward)
+        return None if value.reward is None else coerce_reward(value.reward)
     if isinstance(value, Mapping):
         if "reward" not in value:
             raise GradingError(
@@ -76,7 +79,7 @@ def _reward_of(value: Any, scores: dict[str, Any]) -> float:
                 f"returned keys: {describe(list(value))}",
             )
         scores.update({k: v for k, v in value.items() if k != "reward"})
-        return coerce_reward(value["reward"])
+        return None if value["reward"] is None else coerce_reward(value["reward"])
     return coerce_reward(value)
 
 
@@ -181,7 +184,11 @@ class FunctionGrader(Grader):
     def _settle(self, out: Outcome, i: int, value: Any) -> None:
         scores: dict[str, Any] = {}
         try:
-            out.rewards[i] = _reward_of(value, scores)
+            reward = _reward_of(value, scores)
+            if reward is None:
+                out.skip(i, self.name)
+            else:
+                out.rewards[i] = reward
         except GradingError as e:
             out.fail(i, self.name, e.flag, e.message, e.detail)
         except Exception as e:  # a returned mapping or Score whose access raises
@@ -201,7 +208,10 @@ def grader(fn: Callable[..., Any], /) -> FunctionGrader: ...
 @overload
 def grader(*, name: str | None = None) -> Callable[[Callable[..., Any]], FunctionGrader]: ...
 def grader(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
-    """Decorator: turn `def f(sample, item) -> float` (or async, or returning `Score`) into a grader."""
+    """Decorator: turn `def f(sample, item) -> float` (or async, or returning `Score`) into a grader.
+
+    Returning None says the grader does not apply to the sample: it gets no reward (docs/no-reward.md).
+    """
     if fn is None:
         return lambda f: FunctionGrader.from_function(f, name=name)
     return FunctionGrader.from_function(fn, name=name)

@@ -199,7 +199,7 @@ def _check_python_source(source: str) -> str:
 
 
 class PythonGrader(Grader):
-    """Runs `source`'s `grade(sample, item) -> float` (in the environment's Python executor)."""
+    """Runs `source`'s `grade(sample, item) -> float` (in the environment's Python executor); None: no reward."""
 
     type: Literal["python"] = "python"
     source: str
@@ -227,6 +227,9 @@ class PythonGrader(Grader):
             try:
                 if call.error is not None:
                     raise call.error
+                if call.value is None:  # grade() says it does not apply to this sample: no reward
+                    out.skip(i, self.name)
+                    continue
                 out.rewards[i] = coerce_reward(call.value)
             except GradingError as e:
                 out.fail(i, self.name, e.flag, e.message, e.detail)
@@ -452,7 +455,11 @@ def _named_by_key(key: Any, g: Any) -> Any:
 
 
 class Multi(Grader):
-    """Combines named sub-graders with the `calculate_output` formula over their rewards."""
+    """Combines named sub-graders with the `calculate_output` formula over their rewards.
+
+    A sub-grader that gave no reward (returned None, or could not grade) leaves the formula without a value:
+    the multi gives no reward either, unless another sub-grader failed the sample (reward 0).
+    """
 
     type: Literal["multi"] = "multi"
     graders: dict[str, SubGrader]
@@ -518,9 +525,11 @@ class Multi(Grader):
                 if n is not None:
                     out.note(i).merge(n, key=k)
         for i, message in math_errors.items():
-            out.fail(i, self.name, "other_error", f"calculate_output: {message}")
+            if out.no_reward(i) is None:  # a formula over a missing value has no result to fail
+                out.fail(i, self.name, "other_error", f"calculate_output: {message}")
         for i, n in enumerate(out.notes):
-            if n is not None and n.failed:
+            # A sub-grader that failed the sample makes it 0; one that gave no reward leaves it without one.
+            if n is not None and (n.failed or n.no_reward is not None):
                 out.rewards[i] = 0.0
         return out
 

@@ -1,4 +1,7 @@
-"""Result models: exactly the fields of OpenAI's `GraderRunResponse`, plus a columnar batch result."""
+"""Result models: exactly the fields of OpenAI's `GraderRunResponse`, plus a columnar batch result.
+
+One extension key: `metadata.no_reward`, present only on a sample that got no reward (docs/no-reward.md).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import DETAIL_FIELDS, ERROR_FLAGS, ErrorFlag, truncate_detail
+from .errors import DETAIL_FIELDS, ERROR_FLAGS, ErrorFlag, NoReward, is_grading_fault, truncate_detail
 from .limits import MAX_MESSAGE_CHARS
 from .safety import clean_text, cut, json_safe
 
@@ -45,8 +48,19 @@ class GraderErrors(BaseModel):
         return any(getattr(self, f) for f in ERROR_FLAGS)
 
 
+class NoRewardInfo(BaseModel):
+    """`metadata.no_reward` (gradekit extension): why the sample got no reward, and from which graders."""
+
+    model_config = _FROZEN
+
+    #: `grading_error` when any grader failed through no fault of the sample, else `not_applicable`.
+    reason: NoReward
+    #: Each grader (or `multi` key) that gave no reward, and why.
+    graders: dict[str, NoReward]
+
+
 class GraderMetadata(BaseModel):
-    """`metadata` of a run response."""
+    """`metadata` of a run response (OpenAI's fields, plus `no_reward` on a sample that got none)."""
 
     model_config = _FROZEN
 
@@ -57,6 +71,8 @@ class GraderMetadata(BaseModel):
     token_usage: int | None = None
     sampled_model_name: str | None = None
     errors: GraderErrors
+    # Absent from the JSON when a reward was given: the response is then OpenAI's, key for key.
+    no_reward: NoRewardInfo | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class RunResult(BaseModel):
@@ -74,6 +90,11 @@ class RunResult(BaseModel):
         """Shortcut for `metadata.errors`."""
         return self.metadata.errors
 
+    @property
+    def rewarded(self) -> bool:
+        """False when the sample got no reward (`reward` is then 0.0 only for OpenAI's wire format)."""
+        return self.metadata.no_reward is None
+
 
 @dataclass(slots=True)
 class SampleNotes:
@@ -83,16 +104,30 @@ class SampleNotes:
     #: grader name -> (flag, message) of its first failure: which grader failed, how and why
     failures: dict[str, tuple[str, str]] = field(default_factory=dict)
     scores: dict[str, Any] = field(default_factory=dict)
+    #: grader name (or `multi` key) -> why it gave this sample no reward
+    unrewarded: dict[str, NoReward] = field(default_factory=dict)
+    #: True once any failure was the sample's fault: the reward is then 0, whatever else gave none
+    sample_fault: bool = False
     token_usage: int | None = None
     sampled_model_name: str | None = None
     usage_per_model: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def fail(self, grader: str, flag: ErrorFlag, message: str, detail: str | None = None) -> None:
+    def fail(
+        self, grader: str, flag: ErrorFlag, message: str, detail: str | None = None, *, no_reward: bool | None = None
+    ) -> None:
         """Record a failure of `grader` with one flag; the first message per grader is kept.
 
+        Whether it is the grading's fault (no reward) or the sample's (reward 0) follows the flag
+        (`errors.is_grading_fault`) unless `no_reward` says otherwise (e.g. a Lambda that could not be invoked).
         Texts are kept encodable as UTF-8 (lone surrogates become U+FFFD) and cut to `MAX_MESSAGE_CHARS`
         (details to `MAX_DETAIL_CHARS`), whatever a sample or user code put in them.
         """
+        if no_reward is None:
+            no_reward = is_grading_fault(flag)
+        if no_reward:
+            self.unrewarded[clean_text(str(grader))] = "grading_error"
+        else:
+            self.sample_fault = True
         self.errors[flag] = True
         if flag in DETAIL_FIELDS and detail is not None and DETAIL_FIELDS[flag] not in self.errors:
             self.errors[DETAIL_FIELDS[flag]] = clean_text(truncate_detail(str(detail)))
@@ -100,8 +135,33 @@ class SampleNotes:
         if grader not in self.failures:
             self.failures[grader] = (flag, clean_text(cut(str(message), MAX_MESSAGE_CHARS)))
 
+    def skip(self, grader: str) -> None:
+        """Record that `grader` does not apply to this sample (it returned None): no reward, no error flag."""
+        self.unrewarded.setdefault(clean_text(str(grader)), "not_applicable")
+
+    @property
+    def no_reward(self) -> NoReward | None:
+        """Why the sample got no reward, or None when it got one (0 included). The one place this is decided.
+
+        A failure that is the sample's fault decides the reward (0) whatever else happened; otherwise any grader
+        that gave no reward leaves the sample without one: `grading_error` if one failed, else `not_applicable`.
+        """
+        if self.sample_fault or not self.unrewarded:
+            return None
+        return "grading_error" if "grading_error" in self.unrewarded.values() else "not_applicable"
+
     def merge(self, other: SampleNotes, key: str | None = None) -> None:
-        """Fold a sub-grader's notes into these (scores nest under the sub-grader's key)."""
+        """Fold a sub-grader's notes into these (scores nest under the sub-grader's key).
+
+        A sub-grader that gave no reward is recorded under `key` too (its formula variable), besides its name.
+        """
+        self.sample_fault = self.sample_fault or other.sample_fault
+        for k, reason in other.unrewarded.items():
+            if self.unrewarded.get(k) != "grading_error":
+                self.unrewarded[k] = reason
+        missing = other.no_reward
+        if key is not None and missing is not None and self.unrewarded.get(key) != "grading_error":
+            self.unrewarded[key] = missing
         for k, v in other.errors.items():
             if k in DETAIL_FIELDS.values():
                 self.errors.setdefault(k, v)
@@ -153,10 +213,29 @@ class Outcome:
             n = self.notes[i] = SampleNotes()
         return n
 
-    def fail(self, i: int, grader: str, flag: ErrorFlag, message: str, detail: str | None = None) -> None:
-        """Fail sample `i`: reward 0 and the flag."""
+    def fail(
+        self,
+        i: int,
+        grader: str,
+        flag: ErrorFlag,
+        message: str,
+        detail: str | None = None,
+        *,
+        no_reward: bool | None = None,
+    ) -> None:
+        """Fail sample `i`: reward 0 (or no reward, for the grading's fault) and the flag."""
         self.rewards[i] = 0.0
-        self.note(i).fail(grader, flag, message, detail)
+        self.note(i).fail(grader, flag, message, detail, no_reward=no_reward)
+
+    def skip(self, i: int, grader: str) -> None:
+        """Sample `i` gets no reward from `grader`: it does not apply (0.0 stands in the column)."""
+        self.rewards[i] = 0.0
+        self.note(i).skip(grader)
+
+    def no_reward(self, i: int) -> NoReward | None:
+        """Why sample `i` got no reward, or None when it got one (see `SampleNotes.no_reward`)."""
+        n = self.notes[i]
+        return None if n is None else n.no_reward
 
 
 def _errors_model(notes: SampleNotes | None) -> GraderErrors:
@@ -167,6 +246,13 @@ def _errors_model(notes: SampleNotes | None) -> GraderErrors:
 
 
 _NO_ERRORS = GraderErrors()
+
+
+def _no_reward_info(notes: SampleNotes | None) -> NoRewardInfo | None:
+    reason = notes.no_reward if notes is not None else None
+    if reason is None or notes is None:
+        return None
+    return NoRewardInfo(reason=reason, graders=dict(notes.unrewarded))
 
 
 def make_result(
@@ -191,6 +277,7 @@ def make_result(
             token_usage=token_usage if type(token_usage) is int else None,
             sampled_model_name=clean_text(model) if isinstance(model, str) else None,
             errors=_errors_model(notes),
+            no_reward=_no_reward_info(notes),
         ),
     )
 
@@ -223,6 +310,15 @@ class BatchResult(Sequence[RunResult]):
 
     def __iter__(self) -> Iterator[RunResult]:
         return (self[i] for i in range(len(self.rewards)))
+
+    def no_reward(self, i: int) -> NoReward | None:
+        """Why sample `i` got no reward, or None when it got one (see `SampleNotes.no_reward`)."""
+        n = self.notes[i]
+        return None if n is None else n.no_reward
+
+    def rewards_or_none(self) -> list[float | None]:
+        """The rewards, None where a sample got no reward (what a trainer should see)."""
+        return [None if n is not None and n.no_reward else r for r, n in zip(self.rewards, self.notes, strict=True)]
 
     def error_flags(self, i: int) -> list[str]:
         """Flags that fired for sample `i` (cheap: no result model is built)."""

@@ -158,9 +158,11 @@ class LambdaBackend:
         notes: list[SampleNotes | None] = [None] * n
         subs: dict[str, list[float]] = {k: [0.0] * n for k in self._sub_keys}
 
-        def fail(i: int, flag: ErrorFlag, message: str, detail: str | None = None) -> None:
+        def fail(
+            i: int, flag: ErrorFlag, message: str, detail: str | None = None, *, no_reward: bool | None = None
+        ) -> None:
             note = notes[i] = SampleNotes()
-            note.fail(grader.name, flag, message, detail)
+            note.fail(grader.name, flag, message, detail, no_reward=no_reward)
             rewards[i] = 0.0
             for column in subs.values():
                 column[i] = 0.0
@@ -189,9 +191,9 @@ class LambdaBackend:
             batches = self._split(encoded)
             outcomes = await asyncio.gather(*(self._invoke([p for _, p in b]) for b in batches))
             for batch, outcome in zip(batches, outcomes, strict=True):
-                if isinstance(outcome, str):
+                if isinstance(outcome, str):  # the Lambda could not be invoked: the grading's fault, no reward
                     for i, _ in batch:
-                        fail(i, "other_error", outcome)
+                        fail(i, "other_error", outcome, no_reward=True)
                     continue
                 for i, _ in batch:
                     entry = outcome.get(str(i))
@@ -205,7 +207,12 @@ class LambdaBackend:
         except Exception as e:  # grade() never raises: the whole chunk fails instead
             for i in range(n):
                 if (note := notes[i]) is None or not note.failed:
-                    fail(i, "other_error", f"lambda backend ({self.function}) failed: {type(e).__name__}: {e}")
+                    fail(
+                        i,
+                        "other_error",
+                        f"lambda backend ({self.function}) failed: {type(e).__name__}: {e}",
+                        no_reward=True,
+                    )
         return BatchResult(
             name=grader.name,
             type=grader.type,
@@ -251,6 +258,9 @@ class LambdaBackend:
             elif kind == "Metric" and name in ERROR_FLAGS and value:
                 note = note or SampleNotes()
                 note.fail(grader.name, name, f"{name} reported by Lambda {self.function} (its logs say why)")
+            elif kind == "Metric" and name == "no_reward" and value:  # a gradekit Lambda's no-reward sample
+                note = note or SampleNotes()
+                note.skip(grader.name)
         return float(score), note, sub
 
     async def _invoke(self, parts: list[bytes]) -> dict[str, Any] | str:

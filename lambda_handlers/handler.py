@@ -4,6 +4,10 @@ Nothing one sample holds fails a batch: a malformed sample is a `sample_parse_er
 always strict JSON (see `events.sample_id` for ids it cannot echo), log records and CloudWatch metrics go
 through the runtime's safe JSON layer, and at the Lambda deadline every sample graded so far keeps its
 result while the grading still running is cancelled (so a warm container's next batch starts afresh).
+
+Bedrock's response has no way to say "no reward": a sample that got none (docs/no-reward.md) answers
+`aggregate_reward_score` 0.0, its flags, and a `no_reward` metric of 1.0; the batch's EMF metrics count it
+(`no_reward_samples`, `no_reward.<grader>`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ from .events import (
 
 #: A Lambda handler: the event and context in, the results out (a list, or a status-code envelope; see events).
 LambdaHandler = Callable[[Any, Any], Any]
+
+#: The `Metric` entry of a response item whose sample got no reward (its score is 0.0: Bedrock needs a number).
+NO_REWARD_METRIC = "no_reward"
 
 #: Seconds kept back from the Lambda deadline to build and return the response.
 DEFAULT_SAFETY_MARGIN = 1.0
@@ -125,10 +132,11 @@ def bedrock_reward_handler(
                 b, i = done.batch, done.position
                 notes = b.notes[i]
                 reward, sub, flags = b.rewards[i], {k: v[i] for k, v in b.sub_rewards.items()}, b.error_flags(i)
+            metric_flags = [*flags, NO_REWARD_METRIC] if notes is not None and notes.no_reward else flags
             if flags:
                 sample_id = None if row.id is MISSING_ID else row.id
                 failed.append({"sample_id": sample_id, "errors": flags, "details": _details(row, notes)})
-            out.append(response_item(row.id, g.name, reward, sub, flags))
+            out.append(response_item(row.id, g.name, reward, sub, metric_flags))
         if failed:
             # One structured record per batch (not per sample): logging dominated the cost of small batches.
             logger.warning("samples failed", extra={"failed": failed})
@@ -162,4 +170,7 @@ def _emit_metrics(metrics: Any, summary: dict[str, Any]) -> None:
     for grader, flags in summary["errors"].items():
         for flag, c in flags.items():
             add(f"errors.{grader}.{flag}", MetricUnit.Count, c["count"])
+    add("no_reward_samples", MetricUnit.Count, summary["no_reward_samples"])
+    for grader, c in summary["no_reward"].items():
+        add(f"no_reward.{grader}", MetricUnit.Count, c["count"])
     metrics.flush_metrics()

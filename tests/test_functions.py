@@ -86,7 +86,6 @@ def test_sub_scores() -> None:
         (float("nan"), "python_grader_runtime_error"),
         (float("inf"), "python_grader_runtime_error"),
         ("1.0", "python_grader_runtime_error"),
-        (None, "python_grader_runtime_error"),
         (True, "python_grader_runtime_error"),
         ({"score": 1}, "python_grader_runtime_error"),
     ],
@@ -96,6 +95,15 @@ def test_bad_return_values_are_flagged(returns: Any, flag: str) -> None:
     r = run(g, "x")
     assert r.reward == 0.0
     assert r.errors.flags() == [flag]
+
+
+def test_none_is_no_reward_not_an_error() -> None:
+    # None says the grader does not apply (docs/no-reward.md): reward 0 on the wire, no flag, no_reward set.
+    g = FunctionGrader.from_function(lambda sample, item: None, name="n_a")
+    r = run(g, "x")
+    assert (r.reward, r.errors.flags(), r.rewarded) == (0.0, [], False)
+    assert r.metadata.no_reward is not None
+    assert r.metadata.no_reward.model_dump() == {"reason": "not_applicable", "graders": {"n_a": "not_applicable"}}
 
 
 def test_exception_is_runtime_error_with_traceback() -> None:

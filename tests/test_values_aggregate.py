@@ -24,6 +24,9 @@ def test_empty_summary() -> None:
         "errors": {},
         "failed_samples": 0,
         "failed_rate": 0.0,
+        "no_reward": {},
+        "no_reward_samples": 0,
+        "no_reward_rate": 0.0,
     }
 
 

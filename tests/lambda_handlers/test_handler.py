@@ -145,7 +145,12 @@ def test_deadline_marks_unfinished_samples_unresponsive() -> None:
     ]
     out = bedrock_reward_handler(slow, safety_margin=0.0, chunk_size=1)(event, Context(remaining_ms=500))
     assert [o["aggregate_reward_score"] for o in out] == [1.0, 0.0, 1.0, 1.0]
-    assert out[1]["metrics_list"][-1] == {"name": "unresponsive_reward_error", "value": 1.0, "type": "Metric"}
+    # A sample the deadline cut off got no reward: 0.0 (Bedrock needs a number), its flag and the no_reward metric.
+    assert out[1]["metrics_list"][-2:] == [
+        {"name": "unresponsive_reward_error", "value": 1.0, "type": "Metric"},
+        {"name": "no_reward", "value": 1.0, "type": "Metric"},
+    ]
+    assert all(o["metrics_list"] == [{"name": "slow", "value": 1.0, "type": "Reward"}] for o in (out[0], *out[2:]))
 
 
 JSONISH = st.recursive(
