@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from types import FrameType
 from typing import Any
 
 from gradekit.runtime.cli import CLIError, load_grader_arg, number_arg
+from gradekit.runtime.jsonl import write_text
 
 __all__ = ["register"]
 
@@ -62,6 +64,11 @@ def register(subparsers: Any) -> None:
     d = commands.add_parser("diff", help="the validation samples whose output or reward changed between two steps")
     d.add_argument("before", type=Path, help="an eval-run JSONL (run/evals/step-N.jsonl)")
     d.add_argument("after", type=Path, help="a later eval-run JSONL of the same run")
+    d.add_argument(
+        "--jsonl",
+        action="store_true",
+        help="one JSON line per changed sample (index, sample_index, reward_delta, before, after) instead of the table",
+    )
     d.set_defaults(func=_diff)
 
 
@@ -146,13 +153,19 @@ def _missing_run(path: Path) -> CLIError:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from .evals import EvalRunError, diff_eval_runs
+    from .evals import EvalRunError, compare_eval_runs, diff_eval_runs, format_diff
 
     for path in (args.before, args.after):
         if not path.is_file():
             raise _missing_run(path)
-    changed = 0
     try:
+        if not args.jsonl:
+            diff = compare_eval_runs(args.before, args.after)
+            width = shutil.get_terminal_size((120, 24)).columns
+            text = format_diff(diff, width=max(width, 80), before_name=args.before.name, after_name=args.after.name)
+            write_text(sys.stdout, text)
+            return 0
+        changed = 0
         for c in diff_eval_runs(args.before, args.after):
             line = {
                 "index": c.index,

@@ -170,7 +170,7 @@ def test_evals_diff_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     n = 4000
     before = eval_run(tmp_path / "evals" / "step-000000.jsonl", [f"before {i} " + "x" * 200 for i in range(n)])
     after = eval_run(tmp_path / "evals" / "step-000010.jsonl", [f"after {i} " + "y" * 200 for i in range(n)], 1.0)
-    argv = [sys.executable, "-m", "gradekit.runtime.cli", "evals", "diff", str(before), str(after)]
+    argv = [sys.executable, "-m", "gradekit.runtime.cli", "evals", "diff", str(before), str(after), "--jsonl"]
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:  # `... | head -1`
         assert proc.stdout is not None and proc.stderr is not None
         first = json.loads(proc.stdout.readline())
