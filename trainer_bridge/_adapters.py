@@ -11,12 +11,23 @@ from typing import Any
 from gradekit.graders import BatchResult, Grader, validate
 from gradekit.graders.aggregate import Aggregate
 
-__all__ = ["ERROR_KEY", "cached_grader", "error_rates", "failed", "plain", "sample_columns", "sub_key"]
+__all__ = [
+    "ERROR_KEY",
+    "NO_REWARD_KEY",
+    "cached_grader",
+    "error_rates",
+    "failed",
+    "plain",
+    "sample_columns",
+    "sub_key",
+]
 
 #: Per-sample indicator key: 1.0 when any error flag fired for the sample (its reward is then 0.0), else 0.0.
 ERROR_KEY = "error"
+#: Per-sample indicator key: 1.0 when the sample got no reward (docs/no-reward.md; its 0.0 is no grade), else 0.0.
+NO_REWARD_KEY = "no_reward"
 # Keys a sub-grader's name must not take in a per-sample dict: ours, and `reward`, which verl adds itself.
-_RESERVED = frozenset({"score", "reward", ERROR_KEY})
+_RESERVED = frozenset({"score", "reward", ERROR_KEY, NO_REWARD_KEY})
 
 
 def sub_key(sub: str) -> str:
@@ -31,9 +42,11 @@ def failed(result: BatchResult, i: int) -> bool:
 
 
 def sample_columns(result: BatchResult) -> dict[str, list[float]]:
-    """One column per sub-grader reward (keyed by `sub_key`) and the `error` indicator column."""
+    """One column per sub-grader reward (keyed by `sub_key`), then the `error` and `no_reward` indicator columns."""
+    n = len(result.rewards)
     columns = {sub_key(sub): list(col) for sub, col in result.sub_rewards.items()}
-    columns[ERROR_KEY] = [1.0 if failed(result, i) else 0.0 for i in range(len(result.rewards))]
+    columns[ERROR_KEY] = [1.0 if failed(result, i) else 0.0 for i in range(n)]
+    columns[NO_REWARD_KEY] = [0.0 if result.no_reward(i) is None else 1.0 for i in range(n)]
     return columns
 
 

@@ -13,8 +13,9 @@ Each sample is graded with:
 - item: `{label_key: label}`, updated with the label's keys when it is a JSON object string.
 
 `rewards` are gradekit's rewards (0.0 for a failed sample, never an exception), `scores` the same clamped to
-[0, 1] (OpenRLHF's dynamic filtering reads them), `extra_logs` holds each sub-grader's reward and `error`
-(1.0 when any error flag fired).
+[0, 1] (OpenRLHF's dynamic filtering reads them), `extra_logs` holds each sub-grader's reward, `error` (1.0 when
+any error flag fired) and `no_reward` (1.0 when the sample got no reward, docs/no-reward.md: OpenRLHF needs a
+number, so its reward is 0.0, and `no_reward` says it was not graded; its logged mean is the no-reward rate).
 
 A reward file for OpenRLHF can be one line, with the grader in `$GRADEKIT_GRADER` (and the item key of the label
 in `$GRADEKIT_LABEL_KEY`, default `label`):

@@ -13,12 +13,15 @@ dataset column but `prompt` arrives in `kwargs` as a list aligned with the compl
 - `sample.completion_ids`: the completion's token ids, from TRL's `completion_ids`, so that length rewards
   (TRL's token-count and soft overlong punishment rewards) can be gradekit graders.
 
-The function returns one float per completion; a sample that fails is 0.0 (never None, which TRL would read as
-"unscorable"), as everywhere in gradekit, and its error flags are counted in the metrics. Through TRL's
-`log_metric` (values averaged per logging step, names used as given, `eval_` prefixed in evaluation) it logs:
+The function returns one value per completion: the reward; 0.0 for a sample that failed through its own fault
+(invalid output, a missing item field), as everywhere in gradekit; `None` for a sample that got no reward (a judge
+that could not be reached, a sandbox that failed, a grader that returned None: docs/no-reward.md), which TRL reads
+as "unscorable": NaN, left out of the group's mean and std (`nanmean`), advantage 0. Through TRL's `log_metric`
+(values averaged per logging step, names used as given, `eval_` prefixed in evaluation) it logs:
 
-- `rewards/<name>/<sub>/mean`: mean reward of each sub-grader of a `multi` grader;
+- `rewards/<name>/<sub>/mean`: mean reward of each sub-grader of a `multi` grader, over the samples it graded;
 - `rewards/<name>/errors/rate`: fraction of the batch's samples with any error flag;
+- `rewards/<name>/no_reward/rate`: fraction of the batch's samples that got no reward;
 - `rewards/<name>/errors/<grader>/<flag>`: fraction of the batch's samples where `<grader>` failed with
   `<flag>`; logged from the first batch where that flag fires on, as 0.0 when it does not, so only the
   logging step where it first appears averages over fewer batches.
@@ -97,6 +100,11 @@ def _with_ids(sample: Any, ids: Any) -> Any:
     return built
 
 
+def _unrewarded(result: BatchResult, i: int, sub: str) -> bool:
+    notes = result.notes[i]
+    return notes is not None and sub in notes.unrewarded
+
+
 class _Metrics:
     """Sends a batch's sub-grader means and error rates to TRL's `log_metric`."""
 
@@ -109,8 +117,11 @@ class _Metrics:
         if not callable(log_metric) or n == 0:
             return
         for sub, column in result.sub_rewards.items():
-            log_metric(f"{self.prefix}/{sub}/mean", sum(column) / n)
+            graded = [v for i, v in enumerate(column) if not _unrewarded(result, i, sub)]
+            if graded:
+                log_metric(f"{self.prefix}/{sub}/mean", sum(graded) / len(graded))
         log_metric(f"{self.prefix}/errors/rate", sum(failed(result, i) for i in range(n)) / n)
+        log_metric(f"{self.prefix}/no_reward/rate", sum(result.no_reward(i) is not None for i in range(n)) / n)
         rates = error_rates(result)
         self.seen.update(rates)
         for grader, flag in sorted(self.seen):
@@ -132,12 +143,11 @@ class TRLReward:
     def __call__(
         self, completions: Sequence[Any], prompts: Sequence[Any] | None = None, **kwargs: Any
     ) -> list[float | None]:
-        """One reward per completion (0.0 for a sample that failed)."""
+        """One reward per completion (0.0 for a sample that failed, None for one that got no reward)."""
         samples, items = trl_inputs(prompts, completions, kwargs)
         result = run_batch(self.grader, samples, items, env=self.env)
         self._metrics.log(result, kwargs.get("log_metric"))
-        rewards: list[float | None] = list(result.rewards)
-        return rewards
+        return result.rewards_or_none()
 
 
 def to_trl(
@@ -155,9 +165,8 @@ def to_trl(
         samples, items = trl_inputs(prompts, completions, kwargs)
         result = await arun_batch(g, samples, items, env=env)
         metrics.log(result, kwargs.get("log_metric"))
-        rewards: list[float | None] = list(result.rewards)
-        return rewards
+        return result.rewards_or_none()
 
     reward.__name__ = reward.__qualname__ = name or g.name
-    reward.__doc__ = f"The `{g.name}` grader as an async TRL reward function (0.0 for a sample that failed)."
+    reward.__doc__ = f"The `{g.name}` grader as an async TRL reward function (0.0: failed; None: no reward)."
     return reward

@@ -12,10 +12,12 @@ graded with:
   passes as keywords (e.g. a scorer's `method` or `format_score`), less `grader` and verl's own
   `reward_router_address` and `reward_model_tokenizer`; only JSON values, and only when there are some.
 
-Each sample's answer is `{"score": reward, <sub-grader>: reward, ..., "error": 0.0 | 1.0}`: the same keys for
-every sample of a grader, as verl requires (it appends each key's values to one list per key, and reports them
-as `val-aux/<data_source>/<key>/mean@N`). A failed sample scores 0.0 with `error` 1.0; nothing raises. A
-sub-grader named `score`, `reward` or `error` is keyed `grader.<name>`.
+Each sample's answer is `{"score": reward, <sub-grader>: reward, ..., "error": 0.0 | 1.0, "no_reward": 0.0 | 1.0}`:
+the same keys for every sample of a grader, as verl requires (it appends each key's values to one list per key,
+in `reward_extra_info`, and reports them as `val-aux/<data_source>/<key>/mean@N`). A failed sample scores 0.0 with
+`error` 1.0; nothing raises. verl's `score` must be a number, so a sample that got no reward (docs/no-reward.md)
+scores 0.0 too, with `no_reward` 1.0: its mean is the batch's no-reward rate, and the key tells which samples were
+not graded. A sub-grader named `score`, `reward`, `error` or `no_reward` is keyed `grader.<name>`.
 
 Without writing any code, point verl at this module and name the grader in the config:
 

@@ -63,8 +63,13 @@ def test_called_as_openrlhf_calls_it() -> None:
     assert set(out) == {"rewards", "scores", "extra_logs"}
     assert out["rewards"].dtype == torch.float32 and out["rewards"].tolist() == [2.5]
     assert out["scores"].tolist() == [1.0]  # clamped to [0, 1]
-    assert set(out["extra_logs"]) == {"correct", "unit", "error"}
-    assert {k: v.tolist() for k, v in out["extra_logs"].items()} == {"correct": [1.0], "unit": [1.0], "error": [0.0]}
+    assert set(out["extra_logs"]) == {"correct", "unit", "error", "no_reward"}
+    assert {k: v.tolist() for k, v in out["extra_logs"].items()} == {
+        "correct": [1.0],
+        "unit": [1.0],
+        "error": [0.0],
+        "no_reward": [0.0],
+    }
     assert all(v.dtype == torch.float32 for v in out["extra_logs"].values())
 
 
@@ -168,7 +173,7 @@ def test_http_route_answers_openrlhf_json() -> None:
         assert body == {
             "rewards": [2.5],
             "scores": [1.0],
-            "extra_logs": {"correct": [1.0], "unit": [1.0], "error": [0.0]},
+            "extra_logs": {"correct": [1.0], "unit": [1.0], "error": [0.0], "no_reward": [0.0]},
         }
         batch = {"query": [query("8"), query("7")], "prompts": [PROMPT, PROMPT], "labels": [UNIT_LABEL, "7"]}
         status, body = post(f"{url}{ROUTE}", batch)
@@ -179,7 +184,7 @@ def test_http_route_answers_openrlhf_json() -> None:
         status, body = post(f"{url}{ROUTE}", {"query": [], "prompts": [], "labels": []})
         assert (status, body) == (
             200,
-            {"rewards": [], "scores": [], "extra_logs": {"correct": [], "unit": [], "error": []}},
+            {"rewards": [], "scores": [], "extra_logs": {"correct": [], "unit": [], "error": [], "no_reward": []}},
         )
         # Only `query` is required (OpenRLHF's own reward model server reads nothing else).
         status, body = post(f"{url}{ROUTE}", {"query": ["7"]})
@@ -275,5 +280,5 @@ def test_http_route_answers_strict_json_whatever_the_names_and_queries_hold() ->
     assert body == {
         "rewards": [1.0, 1.0],
         "scores": [1.0, 1.0],
-        "extra_logs": {"a\ufffd": [0.0, 1.0], "error": [0.0, 0.0]},
+        "extra_logs": {"a\ufffd": [0.0, 1.0], "error": [0.0, 0.0], "no_reward": [0.0, 0.0]},
     }

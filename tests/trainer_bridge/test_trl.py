@@ -186,6 +186,7 @@ def test_standard_completions_and_name() -> None:
         "rewards/arith/exact/mean": pytest.approx(1 / 3),
         "rewards/arith/nonempty/mean": pytest.approx(2 / 3),
         "rewards/arith/errors/rate": 0.0,
+        "rewards/arith/no_reward/rate": 0.0,
     }
 
 

@@ -114,6 +114,7 @@ def assert_verl_rewards(out: dict[str, Any], tokenizer: Any) -> None:
         "correct": [r[3] for r in ROWS],
         "unit": [r[4] for r in ROWS],
         "error": [r[5] for r in ROWS],
+        "no_reward": [0.0] * len(ROWS),
     }
 
 
@@ -169,6 +170,7 @@ def test_dict_ground_truth_keys_join_the_item(tokenizer: Any) -> None:
     # The ground truth's `unit` fills the last row's item (its extra_info has none): graded, not an error.
     assert out["reward_extra_info"]["score"] == pytest.approx([1.0, 0.2, 0.8])
     assert out["reward_extra_info"]["error"] == [0.0, 0.0, 0.0]
+    assert out["reward_extra_info"]["no_reward"] == [0.0, 0.0, 0.0]
 
 
 def test_missing_grader_names_both_options(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -206,7 +208,7 @@ def test_keys_are_the_same_for_every_sample() -> None:
         ground_truths=["7", "7", "7"],
         extra_infos=[{"unit": "apples"}, {}, {"unit": "apples"}],
     )
-    assert [set(o) for o in out] == [{"score", "correct", "unit", "error"}] * 3
+    assert [set(o) for o in out] == [{"score", "correct", "unit", "error", "no_reward"}] * 3
     assert [o["score"] for o in out] == pytest.approx([1.0, 0.0, 0.0])
     assert [o["error"] for o in out] == [0.0, 1.0, 1.0]
     assert all(isinstance(v, float) for o in out for v in o.values())
@@ -215,8 +217,12 @@ def test_keys_are_the_same_for_every_sample() -> None:
 def test_single_grader_answers_score_and_error() -> None:
     exact = {"type": "string_check", "name": "exact", "input": "{{ sample.output_text }}", "reference": "7"}
     fn = to_verl({**exact, "operation": "eq"})
-    assert fn(data_source="d", solution_str="7", ground_truth=None) == {"score": 1.0, "error": 0.0}
-    assert fn(data_source="d", solution_str="8", ground_truth=None, extra_info=None) == {"score": 0.0, "error": 0.0}
+    assert fn(data_source="d", solution_str="7", ground_truth=None) == {"score": 1.0, "error": 0.0, "no_reward": 0.0}
+    assert fn(data_source="d", solution_str="8", ground_truth=None, extra_info=None) == {
+        "score": 0.0,
+        "error": 0.0,
+        "no_reward": 0.0,
+    }
 
 
 def test_verl_item_layout() -> None:
@@ -246,7 +252,13 @@ def test_sub_grader_names_that_clash_are_prefixed() -> None:
         },
         "calculate_output": "score",
     }
-    assert to_verl(clash)("d", "x", None) == {"score": 1.0, "grader.score": 1.0, "grader.reward": 0.0, "error": 0.0}
+    assert to_verl(clash)("d", "x", None) == {
+        "score": 1.0,
+        "grader.score": 1.0,
+        "grader.reward": 0.0,
+        "error": 0.0,
+        "no_reward": 0.0,
+    }
 
 
 def test_reward_loop_naive_manager_runs_each_sample(grader_file: Path, tokenizer: Any) -> None:
@@ -272,4 +284,5 @@ def test_reward_loop_naive_manager_runs_each_sample(grader_file: Path, tokenizer
             "correct": correct,
             "unit": unit,
             "error": error,
+            "no_reward": 0.0,
         }
