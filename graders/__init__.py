@@ -4,10 +4,20 @@ from .api import arun, arun_batch, load_grader, run, run_batch, validate
 from .base import Grader
 from .batch import Batch
 from .errors import DETAIL_FIELDS, ERROR_FLAGS, GraderValidationError, GradingError
-from .executors import Call, Embedder, Env, InProcessPythonExecutor, ModelClient, ModelGrade, PythonExecutor
+from .executors import (
+    Call,
+    Embedder,
+    EndpointCaller,
+    Env,
+    InProcessPythonExecutor,
+    ModelClient,
+    ModelGrade,
+    PythonExecutor,
+)
 from .functions import FunctionGrader, Score, grader
 from .models import (
     AnyGrader,
+    Endpoint,
     LabelModel,
     Message,
     Multi,
@@ -30,6 +40,8 @@ __all__ = [
     "BatchResult",
     "Call",
     "Embedder",
+    "Endpoint",
+    "EndpointCaller",
     "Env",
     "FunctionGrader",
     "Grader",

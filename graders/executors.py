@@ -22,7 +22,7 @@ from .safety import exception_text
 T = TypeVar("T")
 
 if TYPE_CHECKING:
-    from .models import LabelModel, PythonGrader, ScoreModel
+    from .models import Endpoint, LabelModel, PythonGrader, ScoreModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +60,14 @@ class ModelClient(Protocol):
         self, grader: ScoreModel | LabelModel, messages: Sequence[list[dict[str, Any]]]
     ) -> list[ModelGrade]:
         """One `ModelGrade` per message list, in order."""
+        ...
+
+
+class EndpointCaller(Protocol):
+    """POSTs an `endpoint` grader's JSON request bodies to its `url` and reads the JSON replies."""
+
+    async def post(self, grader: Endpoint, bodies: Sequence[dict[str, Any]]) -> list[Call]:
+        """One `Call` per body, in order: the decoded reply, or the `GradingError` the request ended with."""
         ...
 
 
@@ -149,8 +157,9 @@ class InProcessPythonExecutor:
 
 @dataclass(slots=True)
 class Env:
-    """Where graders send work that is not pure: user Python code, judge models, embeddings."""
+    """Where graders send work that is not pure: user Python code, judge models, embeddings, HTTP endpoints."""
 
     python: PythonExecutor = field(default_factory=InProcessPythonExecutor)
     model: ModelClient | None = None
     embedder: Embedder | None = None
+    endpoint: EndpointCaller | None = None

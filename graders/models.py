@@ -7,6 +7,9 @@ import asyncio
 import functools
 import math
 import operator
+import re
+import urllib.parse
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -439,8 +442,118 @@ class ToolCall(Grader):
         return out
 
 
+#: Where the `endpoint` grader's contract is published (Microsoft Foundry RFT, section "Endpoint Graders").
+ENDPOINT_CONTRACT = (
+    "https://github.com/microsoft-foundry/fine-tuning/blob/main/Demos/Agentic_RFT_PrivatePreview/README.md"
+)
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
+
+
+def _check_url(value: str) -> str:
+    try:
+        parts = urllib.parse.urlsplit(value)
+        port_ok = parts.port is None or parts.port > 0  # `.port` raises ValueError when out of range
+    except ValueError as e:
+        raise ValueError(f"is not a URL ({exception_text(e)}): {describe(value, 120)}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok or re.search(r"\s", value):
+        raise ValueError(f"must be an http:// or https:// URL with a host, got {describe(value, 120)}")
+    return value
+
+
+def _check_headers(value: dict[str, str] | None) -> dict[str, str] | None:
+    for name, text in (value or {}).items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"{describe(name, 80)} is not an HTTP header name")
+        if not _HEADER_VALUE.fullmatch(text):
+            raise ValueError(f"the value of header {name!r} holds a control character (a line break?)")
+    return value
+
+
+def endpoint_score(reply: Any) -> float:
+    """The score of an endpoint's reply `{"score": number}`; else a `model_grader_parse_error` saying what came."""
+    if not isinstance(reply, Mapping) or "score" not in reply:
+        raise GradingError(
+            "model_grader_parse_error", f'endpoint replied {describe(reply, 200)}, not {{"score": number}}'
+        )
+    score = reply["score"]
+    number = None if isinstance(score, bool) else finite_float(score)
+    if number is None:
+        raise GradingError(
+            "model_grader_parse_error",
+            f"endpoint's score is {type(score).__name__} {describe(score, 120)}, not a finite number",
+        )
+    return number
+
+
+def trace_id() -> str:
+    """A new `trace_id`: "trace_" and a UUID's 32 hex digits (the contract says "a UUID prefixed by trace_")."""
+    return f"trace_{uuid.uuid4().hex}"
+
+
+class Endpoint(Grader):
+    """Microsoft Foundry's `endpoint` grader: POSTs `{"sample", "item", "trace_id"}` to `url`, reads `{"score"}`.
+
+    The request goes through the environment's `EndpointCaller` (`gradekit.runtime`'s honours `rate_limit`,
+    retries and turns transport failures into `unresponsive_reward_error`); a reply that is not a finite
+    `score` is a `model_grader_parse_error`. The score is the reward as it is: the contract sets no range.
+    """
+
+    openai_native: ClassVar[bool] = False  # Foundry's API takes it; OpenAI's does not
+
+    type: Literal["endpoint"] = "endpoint"
+    url: str
+    #: Sent with every request (e.g. `Authorization` or `X-Functions-Key`): the contract's key-based auth.
+    headers: dict[str, str] | None = None
+    #: Most requests per second sent to `url`.
+    rate_limit: Annotated[int, Field(ge=1, lt=2**31)] | None = None
+    pass_threshold: _FiniteFloat | None = None
+
+    _check_url = field_validator("url")(_check_url)
+    _check_headers = field_validator("headers")(_check_headers)
+
+    async def grade_batch(self, batch: Batch, env: Env) -> Outcome:
+        """Grade every sample of `batch` with one request each."""
+        out = Outcome.empty(batch.n)
+        idx, samples, items = _user_inputs(self.name, batch, out)
+        if not idx:
+            return out
+        if env.endpoint is None:
+            for i in idx:
+                message = "no endpoint client configured: use gradekit.runtime, or pass an Env with an EndpointCaller"
+                out.fail(i, self.name, "unresponsive_reward_error", message)
+            return out
+        bodies = [{"sample": s, "item": it, "trace_id": trace_id()} for s, it in zip(samples, items, strict=True)]
+        calls = await env.endpoint.post(self, bodies)
+        for i, body, call in zip(idx, bodies, calls, strict=True):
+            try:
+                if call.error is not None:
+                    raise call.error
+                out.rewards[i] = endpoint_score(call.value)
+            except GradingError as e:
+                out.fail(i, self.name, e.flag, f"{e.message} (trace_id {body['trace_id']})", e.detail)
+        return out
+
+
+def _user_inputs(grader: str, batch: Batch, out: Outcome) -> tuple[list[int], list[Any], list[Any]]:
+    """The samples and items that can be sent as JSON, with their indices; the others are failed in `out`."""
+    samples, items = batch.frozen_inputs()
+    idx = []
+    for i, sample in enumerate(samples):
+        if isinstance(sample, GradingError):
+            continue
+        if nesting_exceeds(sample):
+            out.fail(i, grader, "sample_parse_error", f"the sample {_TOO_DEEP}")
+        elif nesting_exceeds(items[i]):
+            out.fail(i, grader, "invalid_variable_error", f"the item {_TOO_DEEP}")
+        else:
+            idx.append(i)
+    return idx, [samples[i] for i in idx], [items[i] for i in idx]
+
+
 SubGrader = Annotated[
-    StringCheck | TextSimilarity | PythonGrader | ScoreModel | LabelModel | ToolCall | FunctionGrader,
+    StringCheck | TextSimilarity | PythonGrader | ScoreModel | LabelModel | ToolCall | Endpoint | FunctionGrader,
     Field(discriminator="type"),
 ]
 
@@ -549,7 +662,15 @@ class Multi(Grader):
 
 
 AnyGrader = Annotated[
-    StringCheck | TextSimilarity | PythonGrader | ScoreModel | LabelModel | Multi | ToolCall | FunctionGrader,
+    StringCheck
+    | TextSimilarity
+    | PythonGrader
+    | ScoreModel
+    | LabelModel
+    | Multi
+    | ToolCall
+    | Endpoint
+    | FunctionGrader,
     Field(discriminator="type"),
 ]
 
@@ -563,6 +684,7 @@ GRADER_TYPES: dict[str, type[Grader]] = {
         LabelModel,
         Multi,
         ToolCall,
+        Endpoint,
         FunctionGrader,
     )
 }

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from gradekit.graders import Env, ModelClient, ModelGrade
 
+from .endpoint_client import EndpointClient
 from .sandbox import SandboxPool
 
 if TYPE_CHECKING:
@@ -43,5 +44,5 @@ class LazyModelClient:
 
 
 def default_env() -> Env:
-    """A sandbox pool for `python` graders and an OpenAI-compatible client (configured by environment)."""
-    return Env(python=SandboxPool(), model=LazyModelClient())
+    """Sandboxed `python` graders, an OpenAI-compatible judge client, an HTTP client for `endpoint` graders."""
+    return Env(python=SandboxPool(), model=LazyModelClient(), endpoint=EndpointClient())

@@ -4,6 +4,7 @@
 POST /v1/fine_tuning/alpha/graders/run        {"grader", "model_sample", "item"?}  -> RunResult JSON
 POST /v1/fine_tuning/alpha/graders/validate   {"grader"}                           -> {"grader": normalised}
 POST /v1/gradekit/graders/run_batch           {"grader", "model_samples", "items"?} -> {"results", "summary"}
+POST /score                                   {"sample", "item", "trace_id"}       -> {"score"} (endpoint_route)
 GET  /health                                                                       -> {"status": "ok"}
 ```
 
@@ -55,6 +56,7 @@ from gradekit.graders import BatchResult, Env, Grader, GraderValidationError, Ru
 from gradekit.graders.aggregate import Aggregate
 from gradekit.graders.models import GRADER_TYPES
 
+from . import endpoint_route
 from .engine import grade_rows
 from .jsonl import TOO_DEEP, dumps, model_json, utf8
 
@@ -588,6 +590,7 @@ def create_app(
     if api_key:
         app.add_middleware(_ApiKey, api_key=api_key)
     app.add_middleware(_InternalErrors)
+    endpoint_route.register(app)
     _load_plugins(app)
     return app
 
