@@ -4,8 +4,10 @@
 POST /v1/fine_tuning/alpha/graders/run        {"grader", "model_sample", "item"?}  -> RunResult JSON
 POST /v1/fine_tuning/alpha/graders/validate   {"grader"}                           -> {"grader": normalised}
 POST /v1/gradekit/graders/run_batch           {"grader", "model_samples", "items"?} -> {"results", "summary"}
+POST /v1/gradekit/graders/render              {"grader", "model_sample", "item"?}  -> {"templates": [...]}
 POST /score                                   {"sample", "item", "trace_id"}       -> {"score"} (endpoint_route)
 GET  /health                                                                       -> {"status": "ok"}
+GET  /  and  /dashboard/...                    the web dashboard (gradekit.runtime.dashboard; no key needed)
 ```
 
 Requests and responses are OpenAI's, so the `openai` SDK talks to this server with `base_url=".../v1"`;
@@ -55,14 +57,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gradekit.graders import BatchResult, Env, Grader, GraderValidationError, RunResult, validate
 from gradekit.graders.aggregate import Aggregate
 from gradekit.graders.models import GRADER_TYPES
+from gradekit.testing.asserts import rendered_templates
 
-from . import endpoint_route
+from . import dashboard, endpoint_route
 from .engine import grade_rows
 from .jsonl import TOO_DEEP, dumps, model_json, utf8
 
 __all__ = [
     "BATCH_PATH",
     "MAX_BODY_BYTES",
+    "RENDER_PATH",
     "ROUTES_GROUP",
     "RUN_PATH",
     "VALIDATE_PATH",
@@ -79,11 +83,14 @@ logger = logging.getLogger(__name__)
 RUN_PATH = "/v1/fine_tuning/alpha/graders/run"
 VALIDATE_PATH = "/v1/fine_tuning/alpha/graders/validate"
 BATCH_PATH = "/v1/gradekit/graders/run_batch"
+RENDER_PATH = "/v1/gradekit/graders/render"
 #: Entry point group of route plugins: each names `register(app: FastAPI) -> None`.
 ROUTES_GROUP = "gradekit.routes"
 MAX_BODY_BYTES = 8 * 1024 * 1024
-#: Paths answered without an API key (load balancers and orchestrators probe them).
-PUBLIC_PATHS = frozenset({"/health"})
+#: Paths answered without an API key (load balancers and orchestrators probe them; the dashboard's page asks
+#: for the key itself), and a prefix of such paths (the dashboard's static files).
+PUBLIC_PATHS = frozenset({"/health", "/"})
+PUBLIC_PREFIX = dashboard.PREFIX
 
 _SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
 _NO_KEY = (
@@ -188,6 +195,12 @@ class BatchRequest(BaseModel):
     grader: dict[str, Any]
     model_samples: list[Any]
     items: list[dict[str, Any] | None] | None = None
+
+
+class RenderResponse(BaseModel):
+    """Response of `POST /v1/gradekit/graders/render`: `gradekit.testing.rendered_templates` of the sample."""
+
+    templates: list[dict[str, Any]]
 
 
 class ValidateResponse(BaseModel):
@@ -467,7 +480,7 @@ class _ApiKey:
         self.key = api_key.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or scope["path"].startswith(PUBLIC_PREFIX):
             await self.app(scope, receive, send)
             return
         header = _header(scope, b"authorization") or b""
@@ -577,6 +590,15 @@ def create_app(
         env = app.state.env
         return _json(await _off_loop(lambda: _run_many(body.grader, body.model_samples, body.items, env)))
 
+    @app.post(RENDER_PATH, responses={200: {"model": RenderResponse}})
+    async def render_templates(body: RunRequest) -> Response:
+        """What each template of the grader renders to for one sample (the dashboard's playground shows it)."""
+
+        def render() -> str:
+            return dumps({"templates": rendered_templates(_grader(body.grader), body.model_sample, body.item)})
+
+        return _json(await _off_loop(render))
+
     @app.get("/health")
     async def health() -> dict[str, str]:
         """Liveness probe (no API key needed)."""
@@ -590,6 +612,7 @@ def create_app(
     if api_key:
         app.add_middleware(_ApiKey, api_key=api_key)
     app.add_middleware(_InternalErrors)
+    dashboard.mount(app)
     endpoint_route.register(app)
     _load_plugins(app)
     return app

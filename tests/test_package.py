@@ -24,6 +24,9 @@ PUBLIC_MODULES = [
     "gradekit.lambda_handlers",
     "gradekit.trainer_bridge",
 ]
+#: The dashboard's static files (package data): an installed wheel must hold every one.
+DASHBOARD = ROOT / "runtime" / "dashboard" / "static"
+DASHBOARD_FILES = sorted(p.relative_to(DASHBOARD).as_posix() for p in DASHBOARD.rglob("*") if p.is_file())
 
 
 @pytest.mark.slow
@@ -59,6 +62,10 @@ def test_wheel_installs_and_imports(tmp_path: Path) -> None:
         "r = g.run({'type': 'string_check', 'name': 'x', 'input': '{{ sample.output_text }}',\n"
         "           'reference': '{{ item.answer }}', 'operation': 'eq'}, 'yes', {'answer': 'yes'})\n"
         "print(r.reward, pathlib.Path(g.__file__).parent.name)\n"
+        "import importlib.util\n"
+        "static = pathlib.Path(importlib.util.find_spec('gradekit.runtime.dashboard').origin).parent / 'static'\n"
+        "found = sorted(p.relative_to(static).as_posix() for p in static.rglob('*') if p.is_file())\n"
+        f"assert found == {DASHBOARD_FILES!r}, found\n"
     )
     out = subprocess.run([str(py), "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .asserts import GraderAssertionError, assert_reward, explain
+    from .asserts import GraderAssertionError, assert_reward, explain, rendered_templates
 
-__all__ = ["GraderAssertionError", "assert_reward", "explain"]
+__all__ = ["GraderAssertionError", "assert_reward", "explain", "rendered_templates"]
 
 
 def __getattr__(name: str) -> Any:

@@ -20,19 +20,39 @@ class GraderAssertionError(AssertionError):
     """A grader gave another reward (or other error flags) than the test expected."""
 
 
-def _rendered(grader: Grader, sample: SampleInput, item: Any, indent: str) -> list[str]:
-    fields: list[tuple[str, str]] = [
-        (f, getattr(grader, f)) for f in _TEMPLATE_FIELDS if isinstance(getattr(grader, f, None), str)
-    ]
+def _template_fields(grader: Grader) -> list[tuple[str, str]]:
     if isinstance(grader, _ModelGrader):
-        fields = [(f"input[{i}]", t) for i, m in enumerate(grader.input) for t in _template_strings(m.content)]
+        return [(f"input[{i}]", t) for i, m in enumerate(grader.input) for t in _template_strings(m.content)]
+    return [(f, getattr(grader, f)) for f in _TEMPLATE_FIELDS if isinstance(getattr(grader, f, None), str)]
+
+
+def rendered_templates(
+    grader: GraderLike, model_sample: SampleInput, item: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """What each template of the grader (each sub-grader of a `multi`) renders to for one sample.
+
+    One dict per template: `grader` (the sub-grader's key, "" for a single grader), `field`, `template`, and
+    either `value` (the rendered text) or `error` (`{"flag", "message"}`, `value` None).
+    """
+    g = load_grader(grader)
+    nodes: Iterable[tuple[str, Grader]] = g.graders.items() if isinstance(g, Multi) else [("", g)]
+    out = []
+    for key, node in nodes:
+        for field, source in _template_fields(node):
+            entry: dict[str, Any] = {"grader": key, "field": field, "template": source, "value": None, "error": None}
+            try:
+                entry["value"] = compile_template(source).render_one(model_sample, item or {})
+            except GradingError as e:
+                entry["error"] = {"flag": e.flag, "message": e.message}
+            out.append(entry)
+    return out
+
+
+def _rendered(entries: Iterable[dict[str, Any]], indent: str) -> list[str]:
     lines = []
-    for field, source in fields:
-        try:
-            value = repr(compile_template(source).render_one(sample, item))
-        except GradingError as e:
-            value = f"<{e.flag}: {e.message}>"
-        lines.append(f"{indent}{field}: {source!r} -> {value}")
+    for e in entries:
+        value = repr(e["value"]) if e["error"] is None else f"<{e['error']['flag']}: {e['error']['message']}>"
+        lines.append(f"{indent}{e['field']}: {e['template']!r} -> {value}")
     return lines
 
 
@@ -47,12 +67,13 @@ def explain(
     item = item or {}
     r = result or run(g, model_sample, item)
     lines = [f"grader {g.name!r} ({g.type}): reward {r.reward!r}"]
+    templates = rendered_templates(g, model_sample, item)
     nodes: Iterable[tuple[str, Grader]] = g.graders.items() if isinstance(g, Multi) else [("", g)]
     for key, node in nodes:
         indent = "    " if key else "  "
         if key:
             lines.append(f"  {key} ({node.type}): sub-reward {r.sub_rewards.get(key)!r}")
-        lines.extend(_rendered(node, model_sample, item, indent))
+        lines.extend(_rendered((t for t in templates if t["grader"] == key), indent))
     if isinstance(g, Multi):
         lines.append(f"  calculate_output: {g.calculate_output!r}")
     flags = r.errors.flags()

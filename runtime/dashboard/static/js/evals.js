@@ -1,0 +1,4 @@
+export async function evalsPage(main) {
+  main.replaceChildren("Eval runs: not yet");
+  return null;
+}

@@ -1,0 +1,78 @@
+"""The dashboard tests' server: the gradekit app with the fine-tuning service (tiny-local, a fast loop), a key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from openai import OpenAI
+from playwright.sync_api import Page
+
+from ..trainer_bridge.rft_task import write_task
+from ..trainer_bridge.service.helpers import client, make_config, rft_method, upload
+
+API_KEY = "dashboard-test-key"
+#: Text the pages must show as text: run as markup, it would set window.__xss.
+XSS = '<script>window.__xss = 1</script><img src="data:," onerror="window.__xss = 2">'
+#: The routing grader plus a python sub-grader that fails on odd ticket ids (an error flag on known samples).
+GRADER: dict[str, Any] = {
+    "type": "multi",
+    "name": "routing",
+    "graders": {
+        "team": {
+            "type": "string_check",
+            "name": "team",
+            "input": "{{ sample.output_text }}",
+            "reference": "{{ item.team }}",
+            "operation": "eq",
+        },
+        "strict": {
+            "type": "python",
+            "name": "strict",
+            "source": (
+                "def grade(sample, item):\n"
+                "    if item['ticket_id'][-1] in '13579':\n"
+                f"        raise ValueError({('odd ticket ' + XSS)!r})\n"
+                "    return 1.0\n"
+            ),
+        },
+    },
+    "calculate_output": "team",
+}
+
+
+def write_data(root: Path) -> tuple[Path, Path]:
+    """8 training rows and 4 validation rows of the ticket-routing example; the first validation prompt holds XSS."""
+    train, valid = write_task(root, n_train=8, n_valid=4)
+    rows = [json.loads(line) for line in valid.read_text().splitlines()]
+    rows[0]["messages"][-1]["content"] = f"My order {XSS} never arrived."
+    valid.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return train, valid
+
+
+def sdk_for(url: str) -> OpenAI:
+    """The openai SDK on the test server, with its key."""
+    return client(url, api_key=API_KEY)
+
+
+def create_job(sdk: OpenAI, train_id: str, valid_id: str, **hyperparameters: Any) -> str:
+    """A reinforcement job with `GRADER` on tiny-local; its id."""
+    job = sdk.fine_tuning.jobs.create(
+        model="tiny-local",
+        training_file=train_id,
+        validation_file=valid_id,
+        seed=3,
+        extra_body={"method": rft_method(GRADER, **hyperparameters)},
+    )
+    return job.id
+
+
+def log_in(page: Page, url: str, hash_: str = "") -> None:
+    """Open the dashboard, answer its API-key form."""
+    page.goto(f"{url}/#{hash_}")
+    page.fill("#api-key", API_KEY)
+    page.click("#key-form button[type=submit]")
+
+
+__all__ = ["API_KEY", "GRADER", "XSS", "create_job", "log_in", "make_config", "sdk_for", "upload", "write_data"]
