@@ -6,7 +6,7 @@ gradekit run GRADER --sample TEXT [--item JSON]
 gradekit grade --grader G --data data.jsonl --samples samples.jsonl --out results.jsonl [--resume]
 gradekit grade --grader G --data data.jsonl --sample-from BASE_URL --model NAME --out results.jsonl
 gradekit grade ... [--backend lambda:ARN] [--max-error-rate 0.5]
-gradekit serve [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--grader GRADER]
+gradekit serve [--host 127.0.0.1] [--port 8000] [--api-key KEY | --allow-open] [--grader GRADER]
 gradekit --version
 ```
 
@@ -619,11 +619,32 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from gradekit.runtime.server import serve
 
     api_key = args.api_key or os.environ.get("GRADEKIT_API_KEY") or None
-    if api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
-        _say(f"gradekit: warning: serving on {args.host} without an API key: anyone who can reach it can grade")
+    if api_key is None and not _is_loopback(args.host):
+        # Plugins serve file uploads and training too (the fine-tuning API is on by default).
+        if not args.allow_open:
+            raise CLIError(
+                f"refusing to serve on {args.host} without an API key: anyone who can reach it could grade, upload "
+                "files and train; give --api-key KEY (or $GRADEKIT_API_KEY), or --allow-open to serve it open"
+            )
+        _say(
+            f"gradekit: warning: serving on {args.host} without an API key (--allow-open): "
+            "anyone who reaches it can use it"
+        )
     grader = load_grader_arg(args.grader) if args.grader else None  # a bad grader fails here, before the server starts
     serve(args.host, args.port, api_key, max_body_bytes=args.max_body_bytes, grader=grader, log_level=args.log_level)
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether `host` (a `--host` value) is this machine only: `localhost` or a loopback address."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may be reachable from elsewhere
+        return False
 
 
 # --- parser -----------------------------------------------------------------------------------------------
@@ -749,6 +770,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8000, help="port, 0 to 65535 (default 8000)")
     p.add_argument("--api-key", metavar="KEY", help="require `Authorization: Bearer KEY` (default $GRADEKIT_API_KEY)")
+    p.add_argument(
+        "--allow-open",
+        action="store_true",
+        help="serve on a non-loopback --host without an API key (refused otherwise: the API uploads files and trains)",
+    )
     p.add_argument("--max-body-bytes", type=_positive, default=8 * 1024 * 1024, metavar="N", help="request size cap")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument(

@@ -25,13 +25,16 @@ Plugins: upper layers add routes without this module importing them. Every entry
 built-in routes (which therefore win on a clash). A plugin that fails to load is logged and skipped. Plugin
 routes sit behind the same API key and body limit and may raise `APIError` for OpenAI-style errors; they
 find the environment in `app.state.env` and the server's own grader (`gradekit serve --grader`, else None) in
-`app.state.grader`.
+`app.state.grader`. `serve` (`gradekit serve`) sets `app.state.serve_defaults`: a plugin may then serve on its
+default configuration what an app of `create_app` serves only when configured (the fine-tuning API). Plugins
+log under the `gradekit` logger, which `serve` shows as uvicorn shows its own lines.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import hmac
 import logging
 import re
@@ -639,7 +642,17 @@ def serve(
 ) -> None:
     """Serve the API with uvicorn until interrupted (on 127.0.0.1 unless `host` says otherwise)."""
     app = create_app(api_key=api_key, max_body_bytes=max_body_bytes, env=env, grader=grader)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    app.state.serve_defaults = True
+    uvicorn.run(app, host=host, port=port, log_level=log_level, log_config=_log_config(log_level))
+
+
+def _log_config(log_level: str) -> dict[str, Any]:
+    """uvicorn's logging config, with gradekit's loggers printed as uvicorn's own (`INFO:     ...`)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["gradekit"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
+    return config
 
 
 @contextlib.contextmanager

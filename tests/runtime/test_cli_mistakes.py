@@ -199,7 +199,7 @@ def test_evals_diff_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
             '{"data_dir": "d", "base_model": {"m": "tiny-local"}}',
             "unknown key 'base_model' (did you mean 'base_models'? known keys: data_dir, base_models, lambda_graders, "
             "lambda_backend, max_concurrent_jobs, start_worker, options, poll_interval, shutdown_grace, "
-            "max_worker_deaths, inference_cache, max_inference_tokens)",
+            "max_worker_deaths, progress_interval, inference_cache, max_inference_tokens)",
         ),
         (
             "finetune.json",

@@ -1,7 +1,8 @@
 """gradekit's local fine-tuning service: OpenAI's (and Bedrock's OpenAI-compatible) files, RFT jobs and inference.
 
-`gradekit serve` with `$GRADEKIT_FINETUNE_CONFIG` naming a config file (see `ServiceConfig`) serves it; the
-routes come from `routes.register`, a `gradekit.routes` entry point. Jobs train in a worker process
+`gradekit serve` serves it, on the config file named by `$GRADEKIT_FINETUNE_CONFIG` (see `ServiceConfig`) or on
+the default config (data in `./gradekit-data`); the routes come from `routes.register`, a `gradekit.routes`
+entry point. Jobs train in a worker process
 (`python -m gradekit.trainer_bridge.service.worker`, started by the server) with `RFTJob`.
 """
 

@@ -1,7 +1,9 @@
 """The fine-tuning service's settings: data folder, base models, Lambda ARNs mapped to graders, worker knobs.
 
 Read from a JSON or YAML file named by `$GRADEKIT_FINETUNE_CONFIG` (relative paths in it are relative to the
-file), or given as a `ServiceConfig` in `app.state.fine_tuning_config` before the app starts.
+file), or given as a `ServiceConfig` in `app.state.fine_tuning_config` before the app starts. Without either,
+`gradekit serve` uses `ServiceConfig.default()`: data in `./gradekit-data`, the default base models, no Lambda
+mappings.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-__all__ = ["CONFIG_ENV", "ConfigError", "ServiceConfig"]
+__all__ = ["CONFIG_ENV", "DEFAULT_DATA_DIR", "ConfigError", "ServiceConfig"]
 
-#: The environment variable naming the service's config file; without it (or a config on `app.state`) the
-#: fine-tuning routes answer 404 and no worker starts.
+#: The environment variable naming the service's config file; without it `gradekit serve` uses the default
+#: config, and an app made by `create_app` without a config on `app.state` answers 404 on these routes.
 CONFIG_ENV = "GRADEKIT_FINETUNE_CONFIG"
+#: The data folder of the default config, under the working directory.
+DEFAULT_DATA_DIR = "gradekit-data"
 
 
 class ConfigError(ValueError):
@@ -72,6 +76,9 @@ class ServiceConfig(BaseModel):
         description="a job fails once the worker process has died this many times while running it (the server "
         "restarts the worker after each death and resumes the job from its last snapshot until then)",
     )
+    progress_interval: float = Field(
+        10.0, ge=0, description="seconds between the server's progress lines of a running job (0: none)"
+    )
     inference_cache: int = Field(2, ge=1, description="models kept loaded for inference")
     max_inference_tokens: int = Field(512, ge=1, description="cap on max_tokens of inference requests")
 
@@ -121,6 +128,11 @@ class ServiceConfig(BaseModel):
             problems = "; ".join(_problem(dict(err), known) for err in e.errors(include_url=False))
             raise ConfigError(f"{file}: {problems}") from None
         return config.relative_to(file.resolve().parent)
+
+    @classmethod
+    def default(cls) -> ServiceConfig:
+        """The config without a file: data in `./gradekit-data` (made absolute now), default base models."""
+        return cls(data_dir=Path.cwd() / DEFAULT_DATA_DIR)
 
     @classmethod
     def from_env(cls) -> ServiceConfig | None:

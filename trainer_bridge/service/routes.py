@@ -13,15 +13,18 @@ POST   /v1/chat/completions   POST /v1/completions   POST /v1/responses
 GET    /v1/models   GET /v1/models/{model}
 ```
 
-The service starts with the app (its lifespan) when a config is found (`app.state.fine_tuning_config`, else
-the file named by `$GRADEKIT_FINETUNE_CONFIG`): it opens the database, removes half-written uploads and
-spawns the worker process; it stops the worker when the app stops. Without a config these routes answer 404.
+The service starts with the app (its lifespan) on the config found first: `app.state.fine_tuning_config`, the
+file named by `$GRADEKIT_FINETUNE_CONFIG`, or, under `gradekit serve` (`app.state.serve_defaults`), the default
+config (`ServiceConfig.default()`: data in `./gradekit-data`). It logs one line saying where its data lives,
+opens the database, removes half-written uploads, spawns the worker process and logs the jobs' progress
+(`ProgressLog`); it stops them when the app stops. An app made by `create_app` with no config answers 404 here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -31,11 +34,12 @@ from fastapi.responses import FileResponse
 
 from gradekit.runtime.server import APIError
 
-from .config import CONFIG_ENV, ConfigError, ServiceConfig
+from .config import CONFIG_ENV, DEFAULT_DATA_DIR, ConfigError, ServiceConfig
 from .files import FilePart, Files, form_filename
 from .inference import ChatRequest, CompletionRequest, Inference, ResponseRequest
 from .jobs import MAX_LIMIT, CreateJobRequest, Jobs
 from .models import Models
+from .progress import ProgressLog
 from .store import Store
 from .worker import WorkerProcess
 
@@ -74,28 +78,37 @@ class Service:
         self.jobs = Jobs(config, self.store, self.files, self.models)
         self.inference = Inference(config, self.models)
         self.worker = WorkerProcess(config) if config.start_worker else None
+        self.progress = ProgressLog(config, self.store)
 
     def start(self) -> None:
-        """Clean up after a crash and start the worker."""
+        """Clean up after a crash, start the worker and the progress log."""
         self.files.remove_orphans()
         if self.worker is not None:
             self.worker.start()
+        self.progress.start()
 
     def stop(self) -> None:
-        """Stop the worker (its jobs pause and are queued again for the next start)."""
+        """Stop the worker (its jobs pause and are queued again for the next start), then the progress log."""
         if self.worker is not None:
             self.worker.stop()
+        self.progress.stop()
 
 
-def _start(app: FastAPI, env_config: ServiceConfig | None) -> Service | None:
-    config = getattr(app.state, "fine_tuning_config", None) or env_config
+def _start(app: FastAPI, env_config: ServiceConfig | None, source: str) -> Service | None:
+    config = getattr(app.state, "fine_tuning_config", None)
+    if config is not None:
+        source = "app.state.fine_tuning_config"
+    elif env_config is not None:
+        config = env_config
+    elif getattr(app.state, "serve_defaults", False):
+        config = ServiceConfig.default()
     if config is None:
         app.state.fine_tuning = None
         return None
     service = Service(config)
     service.start()
     app.state.fine_tuning = service
-    logger.info("fine-tuning service on %s (worker pid %s)", config.data_dir, service.worker and service.worker.pid)
+    logger.info("fine-tuning API: data in %s (%s)", config.data_dir, source)
     return service
 
 
@@ -104,7 +117,8 @@ def _service(request: Request) -> Service:
     if service is None:
         raise APIError(
             404,
-            f"The fine-tuning service is not enabled on this server: start it with {CONFIG_ENV}=<config file>.",
+            "The fine-tuning service is not enabled on this server: `gradekit serve` serves it (data in "
+            f"./{DEFAULT_DATA_DIR}, or as the config file named by ${CONFIG_ENV} says).",
             code="not_enabled",
         )
     return service
@@ -138,11 +152,15 @@ def register(app: FastAPI) -> None:
         env_config = ServiceConfig.from_env()
     except ConfigError as e:
         raise CLIError(str(e)) from None
+    if env_config is not None:
+        source = f"config file {os.environ[CONFIG_ENV]}"
+    else:
+        source = f"the default config; ${CONFIG_ENV} may name a config file"
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(a: Any) -> AsyncIterator[Any]:
-        service = await anyio.to_thread.run_sync(_start, app, env_config)
+        service = await anyio.to_thread.run_sync(_start, app, env_config, source)
         try:
             async with inner(a) as state:
                 yield state
