@@ -12,9 +12,10 @@ reads `{"score": float}`. Here G grades `sample` against `item` and the answer i
 - Sample: read as gradekit reads a sample dict (`make_sample`: `output_text`, or a chat completion's `choices`);
   one with only `output_json` (as the demo's own test payload) gets `output_text` = that JSON's text.
   `trace_id` is optional (the demo's manual test sends none) and only logged.
-- A sample G fails through its own fault scores 0, as OpenAI's graders do. A failure that is the grading's
-  (a sandbox or a judge down: `is_grading_fault`) is answered 503 with the reasons: the contract retries a
-  failed call at most 3 times and then discards the rollout, so it is never trained on as a 0.
+- A sample G fails through its own fault scores 0, as OpenAI's graders do. A sample G gives no reward (see
+  `BatchResult.no_reward`) has no score to answer: a grading failure (a sandbox or a judge down) is a 503 with
+  the reasons, a grader that does not apply (returned None) a 422 `not_applicable`. The contract retries a
+  failed call at most 3 times and then discards the rollout, so neither is ever trained on as a 0.
 - Bad bodies are 400s naming the field (`sample`/`item` not objects, `trace_id` not a string, a `sample` that
   is no sample); no server grader is a 400 `grader_not_configured`.
 """
@@ -29,7 +30,6 @@ import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field
 
 from gradekit.graders import BatchResult, Env, Grader, GradingError, make_sample
-from gradekit.graders.errors import is_grading_fault
 
 from .engine import grade_rows
 from .jsonl import dumps
@@ -92,10 +92,13 @@ def register(app: FastAPI) -> None:
             raise APIError(400, f"Invalid 'sample': {e.message}.", param="sample") from None
         env = getattr(app.state, "env", None)
         result = await anyio.to_thread.run_sync(lambda: _grade(grader, sample, body.item, env))
-        flags = result.error_flags(0)
-        if any(is_grading_fault(f) for f in flags):
+        unrewarded = result.no_reward(0)
+        if unrewarded == "grading_error":
             reasons = result[0].metadata.scores.get("error_details", {})
-            why = "; ".join(f"{g}: {d['flag']}: {d['message']}" for g, d in reasons.items()) or ", ".join(flags)
+            why = "; ".join(f"{g}: {d['flag']}: {d['message']}" for g, d in reasons.items())
             logger.warning("trace_id %s: no reward: %s", body.trace_id, why)
             raise APIError(503, f"The sample could not be graded (retry later): {why}", type="server_error")
+        if unrewarded == "not_applicable":
+            message = f"Grader {grader.name!r} does not apply to this sample (it gave no reward), so there is no score."
+            raise APIError(422, message, code="not_applicable")
         return {"score": result.rewards[0]}

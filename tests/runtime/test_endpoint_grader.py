@@ -527,6 +527,19 @@ def test_a_grading_failure_is_a_503_so_the_caller_gets_no_reward() -> None:
     assert len(clock.sleeps) == 3 and result[0].rewarded is False
 
 
+def test_a_grader_that_does_not_apply_is_a_422_and_no_reward() -> None:
+    # A python grader returning None does not apply to the sample: there is no score to answer.
+    source = "def grade(sample, item):\n    return None if item.get('skip') else 0.25\n"
+    grader = validate({"type": "python", "name": "maybe", "source": source})
+    with running(create_app(grader=grader, env=Env(python=InProcessPythonExecutor()))) as url:
+        r = httpx.post(f"{url}/score", json={"sample": {"output_text": "x"}, "item": {"skip": True}})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "not_applicable"
+        assert "Grader 'maybe' does not apply to this sample" in r.json()["error"]["message"]
+        result = run_batch(endpoint(f"{url}/score"), ["x", "y"], [{"skip": True}, {}], env=client_env())
+    assert result.rewards == [0.0, 0.25] and result[0].rewarded is False and result[1].rewarded is True
+    assert "answered HTTP 422 (not retried)" in message(result)
+
+
 # --- everywhere a grader runs: the HTTP run API, the CLI, a Lambda handler -------------------------------------
 
 
