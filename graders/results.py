@@ -316,6 +316,17 @@ class BatchResult(Sequence[RunResult]):
         n = self.notes[i]
         return None if n is None else n.no_reward
 
+    def with_rows(self, rows: Sequence[int], other: BatchResult) -> BatchResult:
+        """A copy with sample `rows[j]` replaced by `other`'s sample `j` (e.g. graded again)."""
+        rewards, notes = list(self.rewards), list(self.notes)
+        sub = {k: list(v) for k, v in self.sub_rewards.items()}
+        for j, i in enumerate(rows):
+            rewards[i], notes[i] = other.rewards[j], other.notes[j]
+            for k, column in sub.items():
+                column[i] = other.sub_rewards[k][j] if k in other.sub_rewards else 0.0
+        seconds = self.execution_time + other.execution_time
+        return BatchResult(self.name, self.type, rewards, notes, sub, seconds)
+
     def rewards_or_none(self) -> list[float | None]:
         """The rewards, None where a sample got no reward (what a trainer should see)."""
         return [None if n is not None and n.no_reward else r for r, n in zip(self.rewards, self.notes, strict=True)]

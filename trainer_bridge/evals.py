@@ -59,6 +59,8 @@ def write_eval_run(path: Path, step: int, parts: Iterable[tuple[list[Row], list[
                     "reward": result.rewards[i],
                     "sub_rewards": {k: col[i] for k, col in result.sub_rewards.items()},
                     "errors": {grader: d.get("flag") for grader, d in details.items()},
+                    # null when graded; else why there is no reward (`reward` is then 0.0, not a grade)
+                    "no_reward": result.no_reward(i),
                 }
                 f.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
             first += len(rows)

@@ -1,4 +1,5 @@
-"""Grading during training: a background event loop, per-grader error tables, and how a batch is cut into parts."""
+"""Grading during training: a background event loop, one re-grade of what got no reward, per-grader error and
+no-reward tables, and how a batch is cut into parts."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from gradekit.graders.errors import ERROR_FLAGS
 from gradekit.graders.samples import SampleInput
 from gradekit.runtime.engine import Engine
 
-__all__ = ["BackgroundGrader", "error_table", "grader_names", "split_range"]
+__all__ = ["BackgroundGrader", "error_table", "grader_names", "no_reward_table", "split_range"]
 
 
 class BackgroundGrader:
@@ -37,6 +38,16 @@ class BackgroundGrader:
 
         return asyncio.run_coroutine_threadsafe(grade(), self.loop)
 
+    def regrade(
+        self, samples: Sequence[SampleInput], items: Sequence[Any], result: BatchResult
+    ) -> tuple[BatchResult, float]:
+        """`result` with every sample that got no reward graded once more (blocks); and the seconds it took."""
+        again = [i for i in range(len(result)) if result.no_reward(i) is not None]
+        if not again:
+            return result, 0.0
+        second, seconds = self.submit([samples[i] for i in again], [items[i] for i in again]).result()
+        return result.with_rows(again, second), seconds
+
     def close(self) -> None:
         """Stop the loop and its thread."""
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -57,6 +68,13 @@ def error_table(summary: dict[str, Any], names: Sequence[str]) -> dict[str, dict
     seen = summary["errors"]
     zero = {"count": 0, "rate": 0.0}
     return {g: {flag: dict(seen.get(g, {}).get(flag, zero)) for flag in ERROR_FLAGS} for g in [*names, *seen]}
+
+
+def no_reward_table(summary: dict[str, Any], names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Every grader's count and rate of samples it gave no reward (zeros included), as `event.data.no_reward`."""
+    seen = summary["no_reward"]
+    zero = {"count": 0, "rate": 0.0}
+    return {g: dict(seen.get(g, zero)) for g in [*names, *seen]}
 
 
 def split_range(n: int, parts: int) -> list[range]:

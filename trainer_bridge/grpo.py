@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -13,15 +14,40 @@ if TYPE_CHECKING:
     from .hyperparameters import LoopOptions
     from .policy import Policy, Rollout
 
-__all__ = ["group_advantages", "grpo_update", "policy_loss"]
+__all__ = ["group_advantages", "grpo_update", "policy_loss", "rewards_tensor"]
+
+
+def _normalise(groups: Tensor, eps: float) -> Tensor:
+    centred = groups - groups.mean(dim=1, keepdim=True)
+    # A group where every sample got the same reward teaches nothing: its advantages are exactly 0.
+    return centred / (groups.std(dim=1, keepdim=True, unbiased=False) + eps)
 
 
 def group_advantages(rewards: Tensor, group_size: int, *, eps: float = 1e-4) -> Tensor:
-    """Each reward minus its group's mean, over the group's std (rows of one prompt are contiguous)."""
+    """Each reward minus its group's mean, over the group's std (rows of one prompt are contiguous).
+
+    A NaN reward is a sample that got no reward: the group's mean and std are over its other samples only
+    (exactly as if it had never been drawn), and its own advantage is 0.
+    """
+    import torch
+
     groups = rewards.view(-1, group_size)
-    centred = groups - groups.mean(dim=1, keepdim=True)
-    # A group where every sample got the same reward teaches nothing: its advantages are exactly 0.
-    return (centred / (groups.std(dim=1, keepdim=True, unbiased=False) + eps)).view(-1)
+    graded = ~torch.isnan(groups)
+    if bool(graded.all()):
+        return _normalise(groups, eps).view(-1)
+    out = torch.zeros_like(groups)
+    for g in range(groups.shape[0]):
+        keep = graded[g]
+        if bool(keep.any()):
+            out[g, keep] = _normalise(groups[g, keep].view(1, -1), eps).view(-1)
+    return out.view(-1)
+
+
+def rewards_tensor(rewards: Sequence[float | None]) -> Tensor:
+    """Rewards as a float32 tensor, NaN where a sample got no reward (None)."""
+    import torch
+
+    return torch.tensor([math.nan if r is None else r for r in rewards], dtype=torch.float32)
 
 
 def policy_loss(
@@ -60,7 +86,7 @@ def policy_loss(
 def grpo_update(
     policy: Policy,
     optimizer: Optimizer,
-    graded: Sequence[tuple[Rollout, Sequence[float]]],
+    graded: Sequence[tuple[Rollout, Sequence[float | None]]],
     *,
     group_size: int,
     options: LoopOptions,
@@ -69,15 +95,24 @@ def grpo_update(
     """One GRPO step on graded rollouts (each with one reward per sample, groups of `group_size` contiguous).
 
     Advantages are normalised within each group; `options.update_epochs` clipped policy-gradient updates follow,
-    the loss a token-level mean over the whole batch. Returns the batch's `clip_fraction` and `kl`.
+    the loss a token-level mean over the whole batch. A sample whose reward is None got no reward: it is left out
+    of its group's advantage and its tokens out of the loss; when no sample got one, nothing is updated.
+    Returns the batch's `clip_fraction` and `kl`.
     """
     import torch
 
-    total_tokens = sum(int(r.completion_mask.sum()) for r, _ in graded) or 1
-    policy.model.train()
+    stats = {"clip_fraction": 0.0, "kl": 0.0}
     prepared = []
     for rollout, rewards in graded:
-        advantages = group_advantages(torch.tensor(list(rewards), dtype=torch.float32), group_size)
+        values = rewards_tensor(rewards)
+        mask = rollout.completion_mask.float() * (~torch.isnan(values)).float().unsqueeze(1)
+        prepared.append((rollout, group_advantages(values, group_size), mask))
+    total_tokens = sum(float(mask.sum()) for _, _, mask in prepared)
+    if total_tokens == 0:
+        return stats
+    policy.model.train()
+    inputs = []
+    for rollout, advantages, mask in prepared:
         old = ref = None
         if options.update_epochs > 1 or reference is not None:
             with torch.no_grad():
@@ -85,13 +120,13 @@ def grpo_update(
                     old = policy.token_logprobs(rollout, temperature=options.temperature)
                 if reference is not None:
                     ref = policy.token_logprobs(rollout, temperature=options.temperature, model=reference)
-        prepared.append((rollout, advantages, old, ref))
-    stats = {"clip_fraction": 0.0, "kl": 0.0}
+        inputs.append((rollout, advantages, mask, old, ref))
     for _ in range(options.update_epochs):
         optimizer.zero_grad(set_to_none=True)
-        for rollout, advantages, old, ref in prepared:
+        for rollout, advantages, mask, old, ref in inputs:
+            if not mask.any():
+                continue
             logp = policy.token_logprobs(rollout, temperature=options.temperature)
-            mask = rollout.completion_mask.float()
             loss, part_stats = policy_loss(
                 logp,
                 logp.detach() if old is None else old,

@@ -1,4 +1,8 @@
-"""The numbers a step reports: train and validation reward means, per-grader means and error tables."""
+"""The numbers a step reports: train and validation reward means, per-grader means, error and no-reward tables.
+
+Reward means are over the samples that got a reward; `no_reward` (`valid_no_reward`) counts, per grader, the
+samples it gave none (docs/no-reward.md), beside `errors` (`valid_errors`).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,9 @@ from typing import Any
 from gradekit.graders import BatchResult, Grader
 from gradekit.graders.aggregate import Aggregate
 
-from .grading import error_table, grader_names
+from .grading import error_table, grader_names, no_reward_table
 
-__all__ = ["per_grader", "train_metrics", "valid_metrics"]
+__all__ = ["grading_tables", "per_grader", "train_metrics", "valid_metrics"]
 
 
 def _summary(grader: Grader, results: Sequence[BatchResult]) -> dict[str, Any]:
@@ -18,6 +22,12 @@ def _summary(grader: Grader, results: Sequence[BatchResult]) -> dict[str, Any]:
     for result in results:
         agg.add_batch(result)
     return agg.summary()
+
+
+def grading_tables(grader: Grader, results: Sequence[BatchResult]) -> dict[str, Any]:
+    """`{"errors": ..., "no_reward": ...}` over the results: every grader's error and no-reward counts and rates."""
+    summary, names = _summary(grader, results), grader_names(grader)
+    return {"errors": error_table(summary, names), "no_reward": no_reward_table(summary, names)}
 
 
 def per_grader(grader: Grader, summary: Mapping[str, Any], split: str) -> dict[str, dict[str, float]]:
@@ -48,6 +58,7 @@ def train_metrics(
         "train_completion_tokens_mean": sum(completion_tokens) / len(completion_tokens),
         "graders": per_grader(grader, summary, "train"),
         "errors": error_table(summary, grader_names(grader)),
+        "no_reward": no_reward_table(summary, grader_names(grader)),
         "kl": stats["kl"],
         "clip_fraction": stats["clip_fraction"],
         "timing": dict(timing),
@@ -62,4 +73,5 @@ def valid_metrics(grader: Grader, results: Sequence[BatchResult]) -> dict[str, A
         "valid_reward_std": summary["reward_std"],
         "graders": per_grader(grader, summary, "valid"),
         "valid_errors": error_table(summary, grader_names(grader)),
+        "valid_no_reward": no_reward_table(summary, grader_names(grader)),
     }
