@@ -23,9 +23,12 @@ logger = logging.getLogger(__name__)
 
 
 def progress_line(job_id: str, data: dict[str, Any]) -> str:
-    """`<job id>: step 3/12 train_reward_mean=0.4500 valid_reward_mean=0.5000 errors: none` for a metrics event."""
+    """`<job id>: step 3/12 train_reward_mean=0.4500 valid_reward_mean=0.5000 errors: none` for a metrics event.
+
+    The errors part names the job's grader's error flags that fired and its share of samples without a reward.
+    """
     parts = [f"{job_id}: step {data['step']}/{data['total_steps']}"]
-    for key in ("train_reward_mean", "valid_reward_mean", "no_reward_rate"):
+    for key in ("train_reward_mean", "valid_reward_mean"):
         if isinstance(data.get(key), int | float):
             parts.append(f"{key}={data[key]:.4f}")
     parts.append(f"errors: {_error_rates(data)}")
@@ -33,12 +36,15 @@ def progress_line(job_id: str, data: dict[str, Any]) -> str:
 
 
 def _error_rates(data: dict[str, Any]) -> str:
-    """The whole grader's nonzero error-flag rates in training (then validation), or `none`."""
+    """The whole grader's nonzero error-flag and no-reward rates in training, then validation; or `none`."""
     found = []
-    for key, split in (("errors", "train"), ("valid_errors", "valid")):
-        table = data.get(key) or {}
-        flags = next(iter(table.values()), {})  # the first grader is the job's grader (its sub-graders follow)
+    for split, errors, no_reward in (("train", "errors", "no_reward"), ("valid", "valid_errors", "valid_no_reward")):
+        # The first grader of each table is the job's grader (its sub-graders follow).
+        flags = next(iter((data.get(errors) or {}).values()), {})
         found += [f"{split} {flag}={v['rate']:.3f}" for flag, v in flags.items() if v.get("rate")]
+        missing = next(iter((data.get(no_reward) or {}).values()), {})
+        if missing.get("rate"):
+            found.append(f"{split} no_reward={missing['rate']:.3f}")
     return ", ".join(found) or "none"
 
 

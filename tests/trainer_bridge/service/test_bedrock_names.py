@@ -18,10 +18,12 @@ from typing import Any
 import openai
 import pytest
 from openai import OpenAI
+from pydantic import ValidationError
 
 from gradekit.trainer_bridge.hyperparameters import BEDROCK_NAMES, Hyperparameters, LoopOptions
+from gradekit.trainer_bridge.job import RFTJob
 
-from ..rft_task import write_task
+from ..rft_task import GRADER, write_task
 from .helpers import client, make_config, rft_method, serving, upload, wait_for
 
 WHERE = "method.reinforcement.hyperparameters"
@@ -194,6 +196,15 @@ def test_resolution_gives_bedrocks_settings_exactly() -> None:
     # compute_multiplier still scales the samples per prompt, whichever name set them.
     scaled = Hyperparameters.model_validate({"trainingSamplePerPrompt": 6, "compute_multiplier": 0.5})
     assert scaled.resolve(40, options).group_size == 3
+
+
+def test_rftjob_takes_the_same_names(tmp_path: Path) -> None:
+    files = ("train.jsonl", "valid.jsonl")  # not read before run()
+    job = RFTJob("tiny-local", GRADER, *files, BEDROCK, output_dir=tmp_path)
+    assert job.hyperparameters == Hyperparameters.model_validate(CANONICAL)
+    assert job.hyperparameters.to_json() == {**Hyperparameters().to_json(), **CANONICAL}
+    with pytest.raises(ValidationError, match="'batch_size' and 'batchSize' name the same setting"):
+        RFTJob("tiny-local", GRADER, *files, {"batch_size": 2, "batchSize": 16}, output_dir=tmp_path)
 
 
 def test_a_job_trains_with_the_bedrock_settings(tmp_path: Path) -> None:

@@ -199,12 +199,14 @@ METRICS = {
         "team": {"sample_parse_error": {"count": 8, "rate": 1.0}},
     },
     "valid_errors": {"routing": {"sample_parse_error": {"count": 0, "rate": 0.0}}},
+    "valid_no_reward": {"routing": {"count": 1, "rate": 0.125}, "team": {"count": 0, "rate": 0.0}},
 }
 
 
 def test_a_progress_line_holds_the_step_the_rewards_and_the_error_rates() -> None:
     assert progress_line("ftjob-1", METRICS) == (
-        "ftjob-1: step 3/12 train_reward_mean=0.4500 valid_reward_mean=0.5000 errors: train sample_parse_error=0.250"
+        "ftjob-1: step 3/12 train_reward_mean=0.4500 valid_reward_mean=0.5000 "
+        "errors: train sample_parse_error=0.250, valid no_reward=0.125"
     )
     quiet = {"step": 1, "total_steps": 2, "train_reward_mean": 1.0, "errors": {"g": {"other_error": {"rate": 0.0}}}}
     assert progress_line("ftjob-2", quiet) == "ftjob-2: step 1/2 train_reward_mean=1.0000 errors: none"
