@@ -201,6 +201,23 @@ def _check_python_source(source: str) -> str:
     raise ValueError("source defines no top-level function `grade(sample, item)`")
 
 
+def _user_inputs(grader: str, batch: Batch, out: Outcome) -> tuple[list[int], list[Any], list[Any]]:
+    """The samples and items user code (a `python` grader, an endpoint) may get, read-only, with their indices."""
+    samples, items = batch.frozen_inputs()  # an in-process executor must not change the caller's data
+    idx = []
+    for i, sample in enumerate(samples):
+        if isinstance(sample, GradingError):
+            continue
+        # They may be sent as JSON (recursively): past the bound they are this sample's error.
+        if nesting_exceeds(sample):
+            out.fail(i, grader, "sample_parse_error", f"the sample {_TOO_DEEP}")
+        elif nesting_exceeds(items[i]):
+            out.fail(i, grader, "invalid_variable_error", f"the item {_TOO_DEEP}")
+        else:
+            idx.append(i)
+    return idx, [samples[i] for i in idx], [items[i] for i in idx]
+
+
 class PythonGrader(Grader):
     """Runs `source`'s `grade(sample, item) -> float` (in the environment's Python executor); None: no reward."""
 
@@ -213,19 +230,8 @@ class PythonGrader(Grader):
     async def grade_batch(self, batch: Batch, env: Env) -> Outcome:
         """Grade every sample of `batch`."""
         out = Outcome.empty(batch.n)
-        samples, items = batch.frozen_inputs()  # an in-process executor must not change the caller's data
-        idx = []
-        for i, sample in enumerate(samples):
-            if isinstance(sample, GradingError):
-                continue
-            # The executor may send them as JSON (recursively): past the bound they are this sample's error.
-            if nesting_exceeds(sample):
-                out.fail(i, self.name, "sample_parse_error", f"the sample {_TOO_DEEP}")
-            elif nesting_exceeds(items[i]):
-                out.fail(i, self.name, "invalid_variable_error", f"the item {_TOO_DEEP}")
-            else:
-                idx.append(i)
-        calls = await env.python.run(self, [samples[i] for i in idx], [items[i] for i in idx])  # type: ignore[misc]
+        idx, samples, items = _user_inputs(self.name, batch, out)
+        calls = await env.python.run(self, samples, items)  # type: ignore[misc]
         for i, call in zip(idx, calls, strict=True):
             try:
                 if call.error is not None:
@@ -534,22 +540,6 @@ class Endpoint(Grader):
             except GradingError as e:
                 out.fail(i, self.name, e.flag, f"{e.message} (trace_id {body['trace_id']})", e.detail)
         return out
-
-
-def _user_inputs(grader: str, batch: Batch, out: Outcome) -> tuple[list[int], list[Any], list[Any]]:
-    """The samples and items that can be sent as JSON, with their indices; the others are failed in `out`."""
-    samples, items = batch.frozen_inputs()
-    idx = []
-    for i, sample in enumerate(samples):
-        if isinstance(sample, GradingError):
-            continue
-        if nesting_exceeds(sample):
-            out.fail(i, grader, "sample_parse_error", f"the sample {_TOO_DEEP}")
-        elif nesting_exceeds(items[i]):
-            out.fail(i, grader, "invalid_variable_error", f"the item {_TOO_DEEP}")
-        else:
-            idx.append(i)
-    return idx, [samples[i] for i in idx], [items[i] for i in idx]
 
 
 SubGrader = Annotated[

@@ -37,6 +37,7 @@ from gradekit.graders import (
     run_batch,
     validate,
 )
+from gradekit.graders.limits import MAX_JSON_DEPTH
 from gradekit.runtime import cli
 from gradekit.runtime.endpoint_client import EndpointClient, RateLimiter
 from gradekit.runtime.server import RUN_PATH, create_app, running
@@ -327,6 +328,17 @@ def test_a_bad_score_is_a_parse_error(contract: tuple[ContractServer, str], repl
     assert flags(result, 0) == ["model_grader_parse_error"] and flags(result, 1) == []
     assert expected in message(result)
     assert len(server.bodies("bad")) == 1  # the same request would get the same reply: not retried
+
+
+def test_what_cannot_be_sent_is_failed_without_a_request(contract: tuple[ContractServer, str]) -> None:
+    server, url = contract
+    deep: Any = 1
+    for _ in range(MAX_JSON_DEPTH + 5):
+        deep = [deep]
+    result = run_batch(endpoint(url), ['{"result": 1}'] * 2, [{"deep": deep}, {"target": 1}], env=client_env())
+    assert result.rewards == [0.0, 5.0]
+    assert flags(result, 0) == ["invalid_variable_error"] and "the item nests deeper than" in message(result)
+    assert [b["item"] for b in server.bodies()] == [{"target": 1}]
 
 
 # --- the rate limit -------------------------------------------------------------------------------------------
