@@ -224,7 +224,10 @@ class EndpointClient:
                 import httpx  # type: ignore[no-redef]
 
             limiter = self.limiter(grader.url, grader.rate_limit) if grader.rate_limit is not None else None
-            headers = {"Content-Type": "application/json", "User-Agent": _user_agent(), **(grader.headers or {})}
+            custom = grader.headers or {}
+            given = {k.lower() for k in custom}
+            base = {"Content-Type": "application/json", "User-Agent": _user_agent()}
+            headers = {**{k: v for k, v in base.items() if k.lower() not in given}, **custom}
             semaphore = self._semaphore()
             limits = httpx.Limits(max_connections=None, max_keepalive_connections=self.concurrency)
             async with httpx.AsyncClient(

@@ -16,8 +16,14 @@ import asyncio
 import json
 import random
 import re
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
@@ -37,9 +43,10 @@ from gradekit.graders import (
     run_batch,
     validate,
 )
+from gradekit.graders.export import ExportError, to_openai
 from gradekit.graders.limits import MAX_JSON_DEPTH
 from gradekit.runtime import cli
-from gradekit.runtime.endpoint_client import EndpointClient, RateLimiter
+from gradekit.runtime.endpoint_client import DEFAULT_TIMEOUT, TIMEOUT_ENV, EndpointClient, RateLimiter
 from gradekit.runtime.server import RUN_PATH, create_app, running
 
 CONTRACT = "https://github.com/microsoft-foundry/fine-tuning/blob/main/Demos/Agentic_RFT_PrivatePreview/README.md"
@@ -186,6 +193,24 @@ def test_without_an_endpoint_client_every_sample_is_unresponsive() -> None:
     assert message(result).startswith("no endpoint client configured")
 
 
+def test_openai_export_refuses_it() -> None:
+    # OpenAI's API has no `endpoint` type; Foundry's takes `to_json()` as it is.
+    with pytest.raises(ExportError, match="grader 'remote' of type 'endpoint' has no OpenAI form"):
+        to_openai(endpoint("https://example.com/grade"))
+
+
+def test_client_options_and_timeout_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TIMEOUT_ENV, raising=False)
+    assert EndpointClient().timeout == DEFAULT_TIMEOUT == 600.0
+    assert EndpointClient().max_retries == 3
+    monkeypatch.setenv(TIMEOUT_ENV, "12.5")
+    assert EndpointClient().timeout == 12.5
+    monkeypatch.setenv(TIMEOUT_ENV, "soon")
+    assert EndpointClient().timeout == DEFAULT_TIMEOUT  # a warning, not a broken environment for every grader
+    with pytest.raises(ValueError, match="max_retries must be at least 0"):
+        EndpointClient(max_retries=-1)
+
+
 # --- gradekit calling an endpoint that follows the contract -------------------------------------------------
 
 
@@ -213,6 +238,7 @@ def test_requests_follow_the_contract(contract: tuple[ContractServer, str]) -> N
         assert TRACE_ID.match(body["trace_id"])
         assert request["headers"]["x-functions-key"] == KEY
         assert request["headers"]["content-type"] == "application/json"
+        assert request["headers"]["user-agent"].startswith("gradekit")
     assert len({r["body"]["trace_id"] for r in server.requests}) == 2
 
 
@@ -439,6 +465,39 @@ def test_gradekit_serve_is_an_endpoint_for_gradekit() -> None:
         both = run_batch(multi, SAMPLES, ITEMS, env=client_env())
         exact = run_batch(local, SAMPLES, ITEMS).rewards
         assert both.rewards == [r + e for r, e in zip(expected, exact, strict=True)]
+
+
+def test_the_gradekit_serve_command_is_an_endpoint(tmp_path: Path) -> None:
+    grader_file = tmp_path / "g.json"
+    grader_file.write_text(json.dumps(G))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).with_name("gradekit")
+    command = [str(exe), "serve", "--grader", str(grader_file), "--host", "127.0.0.1", "--port", str(port)]
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):  # up to a minute, in steps of 0.2 s
+            assert proc.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("gradekit serve did not answer /health")
+        remote = endpoint(f"{url}/score")
+        assert run_batch(remote, SAMPLES, ITEMS, env=client_env()).rewards == run_batch(G, SAMPLES, ITEMS).rewards
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def test_gradekit_serve_behind_an_api_key() -> None:
