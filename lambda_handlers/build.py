@@ -37,10 +37,15 @@ __all__ = [
     "BuildReport",
     "DistributionSize",
     "GraderSource",
+    "Retarget",
     "build_zip",
     "cache_dir",
+    "compiled_distributions",
+    "compiled_in_zip",
     "grader_source",
+    "local_arch",
     "read_manifest",
+    "retarget_zip",
 ]
 
 HANDLER = "gradekit.lambda_handlers.entry.handler"
@@ -69,6 +74,8 @@ _DROP_SUFFIXES = frozenset({".pyc", ".pyo", ".pyi", ".pxd", ".pyx", ".c", ".cpp"
 _DROP_DIST_INFO = frozenset({"direct_url.json", "REQUESTED", "INSTALLER"})
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 _MAX_SDIST_BUILDS = 10
+#: `platform.machine()` of the machines a bundle can be retargeted to, and their Lambda architecture.
+_LOCAL_ARCHES: dict[str, Arch] = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 _NO_MATCH = re.compile(r"No matching distribution found for (\S+)")
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 _MODULE_REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -682,3 +689,123 @@ def build_zip(
         finally:
             partial.unlink(missing_ok=True)
     return report
+
+
+# --- a built bundle, retargeted to another Python (to run it here) ---------------------------------------------
+
+
+def local_arch() -> Arch | None:
+    """This machine's architecture as a Lambda `arch` (None on one Lambda does not run)."""
+    import platform
+
+    return _LOCAL_ARCHES.get(platform.machine().lower())
+
+
+def _is_compiled(wheel: str) -> bool:
+    """Whether a `.dist-info/WHEEL` file's text names a platform-specific wheel (a tag not `*-none-any`)."""
+    tags = [line.partition(":")[2].strip() for line in wheel.splitlines() if line.startswith("Tag:")]
+    return any(not tag.endswith("-none-any") for tag in tags)
+
+
+def compiled_distributions(root: Path) -> list[tuple[str, str]]:
+    """(name, version) of each distribution under `root` (an unpacked bundle) whose wheel is not pure Python."""
+    return [
+        _dist_name_version(wheel.parent)
+        for wheel in sorted(root.glob("*.dist-info/WHEEL"))
+        if _is_compiled(wheel.read_text(encoding="utf-8", errors="replace"))
+    ]
+
+
+def compiled_in_zip(zip_path: str | os.PathLike[str]) -> list[str]:
+    """The names of a bundle zip's distributions whose wheel is platform-specific (empty for a pure bundle)."""
+    names = []
+    with zipfile.ZipFile(zip_path) as zf:
+        entries = set(zf.namelist())
+        for wheel in sorted(n for n in entries if re.fullmatch(r"[^/]+\.dist-info/WHEEL", n)):
+            if _is_compiled(zf.read(wheel).decode("utf-8", errors="replace")):
+                dist_info = wheel.removesuffix("/WHEEL")
+                metadata = f"{dist_info}/METADATA"
+                text = zf.read(metadata).decode("utf-8", errors="replace") if metadata in entries else ""
+                found = re.search(r"(?m)^Name:\s*(\S+)", text.partition("\n\n")[0])
+                names.append(found.group(1) if found else dist_info.removesuffix(".dist-info").rpartition("-")[0])
+    return names
+
+
+def _remove_distribution(root: Path, dist_info: Path) -> None:
+    """Delete what the (trimmed) RECORD of `dist_info` lists, then the folders it leaves empty."""
+    folders = set()
+    for row in csv.reader(io.StringIO((dist_info / "RECORD").read_text(encoding="utf-8"))):
+        if row and ".." not in PurePosixPath(row[0]).parts:
+            path = root / row[0]
+            path.unlink(missing_ok=True)
+            folders.update(path.parents)
+    shutil.rmtree(dist_info, ignore_errors=True)
+    for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+        if folder != root and root in folder.parents and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+@dataclass(frozen=True, slots=True)
+class Retarget:
+    """A bundle copied for another target: where, for which Python and arch, and what was reinstalled."""
+
+    path: Path
+    python: str
+    arch: str
+    reinstalled: tuple[str, ...]
+
+
+def retarget_zip(
+    zip_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    python: str,
+    arch: Arch,
+    find_links: Sequence[str | os.PathLike[str]] = (),
+) -> Retarget:
+    """A copy of a built bundle for `python`/`arch`: every file kept, its compiled distributions reinstalled.
+
+    The pure-Python files (gradekit, the grader, pure dependencies) stay byte for byte; each distribution whose
+    wheel is platform-specific is replaced by the same version's wheel for the new target (`pip install
+    --platform`, binary only). The manifest records the new target and the bundle it came from.
+    """
+    if arch not in _MACHINES:
+        raise BuildError(f"arch must be one of {', '.join(_MACHINES)}, got {arch!r}")
+    source, out_path = Path(zip_path), Path(out)
+    target = f"python{python} on {_MACHINES[arch]} (manylinux, cp{python.replace('.', '')})"
+    wheelhouse = cache_dir() / "lambda-wheels"
+    links = [a for link in [wheelhouse, *find_links] for a in ("--find-links", str(link))]
+    with tempfile.TemporaryDirectory(prefix="gradekit-retarget-") as tmp:
+        stage, fresh = Path(tmp) / "stage", Path(tmp) / "fresh"
+        with zipfile.ZipFile(source) as zf:
+            zf.extractall(stage)
+        compiled = compiled_distributions(stage)
+        for dist_info in sorted(stage.glob("*.dist-info")):
+            if _dist_name_version(dist_info) in compiled:
+                _remove_distribution(stage, dist_info)
+        if compiled:
+            pins = [f"{name}=={version}" for name, version in compiled]
+            command = ["install", "--quiet", "--no-deps", "--no-compile", "--target", str(fresh)]
+            proc = _pip(*command, *_platform_args(python, arch), *links, *pins)
+            if proc.returncode:
+                raise BuildError(f"reinstalling {', '.join(pins)} for {target} failed:\n{_tail(proc.stderr)}")
+            for path in sorted(fresh.rglob("*")):
+                rel = PurePosixPath(path.relative_to(fresh).as_posix())
+                if path.is_file() and not path.is_symlink() and _kept(rel):
+                    (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(path, stage / rel)
+        manifest_path = stage / MANIFEST
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
+        manifest["retargeted_from"] = {k: manifest.get(k) for k in ("python", "arch")} | {"sha256": _sha256(source)}
+        manifest |= {"python": python, "runtime": f"python{python}", "arch": arch}
+        manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        files = _collect(stage)
+        _rewrite_records(stage, set(files))
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        partial = out_path.with_name(f".{out_path.name}.partial")
+        try:
+            _write_zip(stage, files, partial)
+            os.replace(partial, out_path)
+        finally:
+            partial.unlink(missing_ok=True)
+    return Retarget(out_path, python, arch, tuple(name for name, _ in compiled))

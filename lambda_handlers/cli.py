@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -66,6 +68,12 @@ def register(subparsers: Any) -> None:
         "--timeout", type=number_arg(float, low=1), default=60.0, help="local: the function timeout in seconds"
     )
     invoke.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="local: one more variable")
+    invoke.add_argument(
+        "--python",
+        metavar="VERSION|PATH",
+        help="local: the interpreter to run the bundle with, e.g. 3.12 (python3.12 on PATH) or its path (default: "
+        "this one; a bundle built for another Python runs as a copy with its compiled dependencies reinstalled)",
+    )
     invoke.set_defaults(func=_invoke)
 
     deploy = commands.add_parser(
@@ -140,6 +148,16 @@ def _read_event(source: str) -> Any:
         raise ValueError(f"{'stdin' if source == '-' else source}: the event is not JSON: {e}") from None
 
 
+def _interpreter(python: str | None) -> str | None:
+    """`--python` as an interpreter path: a version (3.12) is `python3.12` on PATH."""
+    if python is None or not re.fullmatch(r"3\.\d{1,2}", python):
+        return python
+    found = shutil.which(f"python{python}")
+    if found is None:
+        raise CLIError(f"--python {python}: no python{python} on PATH; give the interpreter's path")
+    return found
+
+
 def _invoke(args: argparse.Namespace) -> int:
     try:
         event = _read_event(args.event)
@@ -148,7 +166,13 @@ def _invoke(args: argparse.Namespace) -> int:
 
             try:
                 out = invoke_local(
-                    args.local, event, env=_variables(args.env), timeout=args.timeout, log_sink=sys.stderr
+                    args.local,
+                    event,
+                    env=_variables(args.env),
+                    timeout=args.timeout,
+                    python=_interpreter(args.python),
+                    log_sink=sys.stderr,
+                    log=_progress,
                 )
             except LocalInvokeError as e:
                 _fail(e)

@@ -5,10 +5,17 @@ and a new environment: `sys.path` holds the task root and the standard library o
 user site, no `PYTHON*` variables of the caller), so a module missing from the bundle fails here exactly as it
 would in Lambda. The environment has Lambda's variables and none of the caller's (no AWS credentials); the
 handler gets a Lambda-like context whose remaining time counts down from `timeout`.
+
+A bundle built for another Python (the default target is 3.12) or machine still runs: its compiled
+distributions would not import here, so it runs as a copy with those reinstalled, at the same versions, for
+this interpreter (`build.retarget_zip`; every other file as built). The copy is cached under
+`cache_dir()/lambda-local`, keyed by the zip's SHA-256 and the target, and `log` gets one line saying so. A
+bundle without compiled distributions runs as built.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -16,10 +23,11 @@ import sys
 import tempfile
 import uuid
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from .build import HANDLER, MANIFEST
+from .build import HANDLER, MANIFEST, BuildError, cache_dir, compiled_in_zip, local_arch, retarget_zip
 
 __all__ = ["INIT_ALLOWANCE", "LocalInvokeError", "invoke_local", "lambda_environment"]
 
@@ -167,25 +175,22 @@ def invoke_local(
     memory: int = 1024,
     region: str = "us-east-1",
     log_sink: TextIO | None = None,
+    rebuild: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> Any:
     """The handler's JSON output for `event`, run from the unpacked zip in a fresh, isolated interpreter.
 
-    `python` is the interpreter (default: this one; it must be the bundle's Python version); `env` adds to
-    the Lambda variables and the bundle's own (`GRADEKIT_GRADER`); the handler's logs go to `log_sink`.
-    Raises `LocalInvokeError` if the handler cannot be imported, raises, times out or returns non-JSON.
+    `python` is the interpreter (default: this one). A bundle built for another Python version or machine
+    runs as a copy with its compiled distributions reinstalled for it (see the module; `log` gets one line
+    saying so), or, with `rebuild=False`, is refused. `env` adds to the Lambda variables and the bundle's own
+    (`GRADEKIT_GRADER`); the handler's logs go to `log_sink`. Raises `LocalInvokeError` if the bundle cannot
+    run here, or the handler cannot be imported, raises, times out or returns non-JSON.
     """
     interpreter = python or sys.executable
+    version = _interpreter_version(interpreter)
+    zip_path = _for_this_python(Path(zip_path), interpreter, version, rebuild, log or (lambda _line: None))
     with zipfile.ZipFile(zip_path) as zf:
         manifest = json.loads(zf.read(MANIFEST)) if MANIFEST in zf.namelist() else {}
-        version = _interpreter_version(interpreter)
-        wanted = manifest.get("python")
-        if wanted and wanted != version:
-            raise LocalInvokeError(
-                f"{zip_path} is built for Python {wanted} but {interpreter} is Python {version}: its compiled "
-                f"dependencies would not import. Build it with python={version!r} (--python {version}) to test "
-                f"locally, or pass python= a Python {wanted} interpreter",
-                error_type="Runtime.InterpreterMismatch",
-            )
         with tempfile.TemporaryDirectory(prefix="gradekit-invoke-") as tmp:
             task = Path(tmp) / "task"
             scratch = Path(tmp) / "tmp"
@@ -210,6 +215,55 @@ def invoke_local(
                 f"arn:aws:lambda:{region}:{ACCOUNT}:function:{function_name}",
             ]
             return _run(interpreter, task, Path(tmp), event, variables, context, timeout, log_sink)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _for_this_python(zip_path: Path, interpreter: str, version: str, rebuild: bool, log: Callable[[str], None]) -> Path:
+    """The zip to run with `interpreter`: the bundle itself, or its copy for this Python and machine."""
+    with zipfile.ZipFile(zip_path) as zf:
+        manifest = json.loads(zf.read(MANIFEST)) if MANIFEST in zf.namelist() else {}
+    arch = local_arch()
+    wanted_python, wanted_arch = manifest.get("python"), manifest.get("arch")
+    if (not wanted_python or wanted_python == version) and (not wanted_arch or arch is None or wanted_arch == arch):
+        return zip_path
+    built = f"{zip_path} is built for Python {wanted_python} {wanted_arch}"
+    here = f"Python {version} {arch or ''}".rstrip()
+    compiled = compiled_in_zip(zip_path)
+    if not compiled:
+        log(f"{built}, this is {here}: it holds no compiled distributions, so it runs as built")
+        return zip_path
+    names = ", ".join(compiled)
+    advice = (
+        f"rebuild it with `gradekit lambda build --python {version}` (build_zip(python={version!r})), or run it "
+        f"with a Python {wanted_python} interpreter: `gradekit lambda invoke --python {wanted_python}` "
+        "(invoke_local(python=...))"
+    )
+    if not rebuild or arch is None:
+        raise LocalInvokeError(
+            f"{built} but {interpreter} is {here}: its compiled distributions ({names}) would not import; {advice}",
+            error_type="Runtime.InterpreterMismatch",
+        )
+    copy = cache_dir() / "lambda-local" / f"{_sha256(zip_path)[:24]}-python{version}-{arch}.zip"
+    if copy.is_file():
+        log(f"{built}, this is {here}: running its copy for {here} built earlier ({copy})")
+        return copy
+    try:
+        retarget_zip(zip_path, copy, python=version, arch=arch)
+    except BuildError as e:
+        raise LocalInvokeError(
+            f"{built} but {interpreter} is {here}, and reinstalling its compiled distributions ({names}) for "
+            f"{here} failed ({str(e).strip().splitlines()[-1].strip()}); {advice}",
+            error_type="Runtime.InterpreterMismatch",
+        ) from None
+    log(f"{built}, this is {here}: running a copy with {names} reinstalled for {here} ({copy})")
+    return copy
 
 
 def _run(
