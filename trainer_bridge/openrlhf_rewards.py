@@ -18,7 +18,7 @@ any error flag fired) and `no_reward` (1.0 when the sample got no reward, docs/n
 number, so its reward is 0.0, and `no_reward` says it was not graded; its logged mean is the no-reward rate).
 
 A reward file for OpenRLHF can be one line, with the grader in `$GRADEKIT_GRADER` (and the item key of the label
-in `$GRADEKIT_LABEL_KEY`, default `label`):
+in `$GRADEKIT_LABEL_KEY`, default: the one `item` field the grader reads, else `label`; `default_label_key`):
 
     from gradekit.trainer_bridge.openrlhf_rewards import reward_func
 
@@ -30,12 +30,13 @@ sends no API key: do not start that server with one.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from gradekit.graders import BatchResult, Env, arun_batch, run_batch, validate
+from gradekit.graders import BatchResult, Env, Grader, arun_batch, run_batch, validate
 from gradekit.graders.api import GraderLike
 from gradekit.graders.safety import loads_json
 from gradekit.trainer_bridge._adapters import cached_grader, sample_columns
@@ -49,6 +50,7 @@ __all__ = [
     "LABEL_KEY_ENV",
     "ROUTE",
     "GetRewardRequest",
+    "default_label_key",
     "openrlhf_item",
     "register",
     "response_text",
@@ -93,6 +95,36 @@ def response_text(query: str, prompt: str | None, strip: Sequence[str] = DEFAULT
                 text = text[: -len(marker)].rstrip()
                 trimmed = True
     return text
+
+
+#: `item.name`, `item['name']`, `item["name"]` or `item.get("name"` in a template or a Python grader's source.
+_ITEM_FIELD = re.compile(r"""\bitem\s*(?:\.\s*get\s*\(\s*|\[\s*)?(?:\.\s*([A-Za-z_]\w*)|['"]([^'"]+)['"])""")
+_LABEL_KEYS: dict[int, tuple[Grader, str]] = {}
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def default_label_key(grader: Grader) -> str:
+    """`$GRADEKIT_LABEL_KEY`, else the one `item` field the grader reads (OpenRLHF's `--data.label_key` column,
+    e.g. `compliant` for `{{ item.compliant }}`), else `label` (a grader reading several fields needs the
+    variable, or labels that are JSON objects)."""
+    explicit = os.environ.get(LABEL_KEY_ENV)
+    if explicit:
+        return explicit
+    cached = _LABEL_KEYS.get(id(grader))
+    if cached is None or cached[0] is not grader:
+        fields = {a or b for text in _strings(grader.to_json()) for a, b in _ITEM_FIELD.findall(text)}
+        cached = _LABEL_KEYS[id(grader)] = (grader, fields.pop() if len(fields) == 1 else "label")
+    return cached[1]
 
 
 def openrlhf_item(label: Any, label_key: str = "label") -> dict[str, Any]:
@@ -179,10 +211,9 @@ def reward_func(
     labels: Sequence[Any] | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """OpenRLHF's `reward_func` with the grader of `$GRADEKIT_GRADER` and the label key `$GRADEKIT_LABEL_KEY`."""
+    """OpenRLHF's `reward_func` with the grader of `$GRADEKIT_GRADER` and the label key of `default_label_key`."""
     g = cached_grader(os.environ.get(GRADER_ENV), _MISSING)
-    label_key = os.environ.get(LABEL_KEY_ENV) or "label"
-    samples, items = _inputs(queries, prompts, labels, label_key, DEFAULT_STRIP)
+    samples, items = _inputs(queries, prompts, labels, default_label_key(g), DEFAULT_STRIP)
     return _tensors(_answer(run_batch(g, samples, items)))
 
 
@@ -215,7 +246,6 @@ def register(app: FastAPI) -> None:
         for field, values in (("prompts", body.prompts), ("labels", body.labels)):
             if values is not None and len(values) != n:
                 raise APIError(400, f"'{field}' has {len(values)} entries but 'query' has {n}.", param=field)
-        label_key = os.environ.get(LABEL_KEY_ENV) or "label"
-        samples, items = _inputs(body.query, body.prompts, body.labels, label_key, DEFAULT_STRIP)
+        samples, items = _inputs(body.query, body.prompts, body.labels, default_label_key(grader), DEFAULT_STRIP)
         result = await arun_batch(grader, samples, items, env=getattr(app.state, "env", None))
         return _answer(result)
