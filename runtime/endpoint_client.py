@@ -278,12 +278,7 @@ class EndpointClient:
         try:
             async with asyncio.timeout(self.timeout):
                 async with client.stream("POST", url, content=data, headers=headers) as response:
-                    status = response.status_code
-                    retry_after = None
-                    if status in (408, 429) or status >= 500:
-                        from .model_client import retry_after_seconds
-
-                        retry_after = retry_after_seconds(response.headers)
+                    status, reply_headers = response.status_code, response.headers
                     text = await _read_capped(response, MAX_REPLY_BYTES)
         except (TimeoutError, httpx.TimeoutException):
             raise _Retryable(f"timed out after {self.timeout:g} s") from None
@@ -294,7 +289,9 @@ class EndpointClient:
             raise GradingError("model_grader_parse_error", message) from None
         snippet = describe(text[:300].decode("utf-8", "replace"), 300)
         if status in (408, 429) or status >= 500:
-            raise _Retryable(f"HTTP {status}: {snippet}", retry_after)
+            from .model_client import retry_after_seconds  # one parser of Retry-After for the runtime
+
+            raise _Retryable(f"HTTP {status}: {snippet}", retry_after_seconds(reply_headers))
         if not 200 <= status < 300:
             message = f"endpoint {url} answered HTTP {status} (not retried): {snippet}"
             raise GradingError("unresponsive_reward_error", message)
