@@ -657,3 +657,40 @@ def test_a_lambda_handler_grades_with_an_endpoint_grader(contract: tuple[Contrac
     out = bedrock_reward_handler(load_grader(endpoint(url)))(event, Context())
     assert [(o["id"], o["aggregate_reward_score"]) for o in out] == [("a", 5.0), ("b", 0.0)]
     assert {b["item"]["target"] for b in server.bodies()} == {7}
+
+
+@pytest.mark.slow
+def test_a_fine_tuning_job_trains_on_an_endpoint_grader(tmp_path: Path) -> None:
+    # The demo's RFT job form (`method.reinforcement.grader` an endpoint grader), on gradekit's own fine-tuning
+    # service through the openai SDK: every rollout is scored by a POST to the endpoint.
+    from ..trainer_bridge.rft_task import write_task
+    from ..trainer_bridge.service.helpers import client, make_config, rft_method, serving, upload, wait_for
+
+    seen: list[dict[str, Any]] = []
+
+    async def routing(request: Request) -> Response:
+        body = await request.json()
+        seen.append(body)
+        hit = body["item"]["team"] in body["sample"]["output_text"].lower()
+        return JSONResponse({"score": 1.0 if hit else 0.0})
+
+    train, valid = write_task(tmp_path / "task", n_train=4, n_valid=2)
+    rows = [json.loads(line) for line in train.read_text().splitlines() + valid.read_text().splitlines()]
+    ids = {r["ticket_id"] for r in rows}
+    config = make_config(tmp_path / "data")
+    with running(Starlette(routes=[Route("/grade", routing, methods=["POST"])])) as grader_url:
+        grader = {"type": "endpoint", "name": "routing", "url": f"{grader_url}/grade", "rate_limit": 50}
+        with serving(config) as (url, _), client(url) as sdk:
+            method = rft_method(grader, n_epochs=1, batch_size=2, eval_interval=1)
+            job = sdk.fine_tuning.jobs.create(
+                model="openai.gpt-oss-20b",
+                training_file=upload(sdk, train),
+                validation_file=upload(sdk, valid),
+                extra_body={"method": method},
+            )
+            done = wait_for(sdk, job.id, timeout=180.0)
+    assert done.status == "succeeded", done.error
+    assert len(seen) >= 2 * 4  # at least one step's batch of 2 prompts, 4 samples each (FAST's group_size)
+    assert {b["item"]["ticket_id"] for b in seen} <= ids
+    assert all(set(b) == {"sample", "item", "trace_id"} and TRACE_ID.match(b["trace_id"]) for b in seen)
+    assert len({b["trace_id"] for b in seen}) == len(seen)
