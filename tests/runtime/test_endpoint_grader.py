@@ -343,6 +343,7 @@ def test_other_4xx_are_not_retried(contract: tuple[ContractServer, str]) -> None
         (0.5, """endpoint replied 0.5, not {"score": number}"""),
         (b"great answer", "replied with something that is not JSON: 'great answer'"),
         (b"\xff\xfe", "replied with something that is not JSON"),
+        (b'{"score": ' + b"[" * 5000 + b"]" * 5000 + b"}", "replied with something that is not JSON"),
         (b'{"score": 1, "pad": "' + b"x" * (1024 * 1024) + b'"}', "replied with over 1048576 bytes"),
     ],
 )
