@@ -37,13 +37,15 @@ def test_train_prints_the_validation_table_and_resumes(
     assert [int(r[0]) for r in rows] == [0, 2, 4]
     assert f"fine-tuned model: {record['fine_tuned_model']}" in printed
 
-    assert (
-        main(["evals", "diff", str(out / "evals" / "step-000000.jsonl"), str(out / "evals" / "step-000004.jsonl")]) == 0
-    )
+    steps = [str(out / "evals" / "step-000000.jsonl"), str(out / "evals" / "step-000004.jsonl")]
+    assert main(["evals", "diff", *steps, "--jsonl"]) == 0
     captured = capsys.readouterr()
     changed = [json.loads(line) for line in captured.out.splitlines()]
     assert f"{len(changed)} samples changed" in captured.err
     assert all(set(c) == {"index", "sample_index", "reward_delta", "before", "after"} for c in changed)
+    assert main(["evals", "diff", *steps]) == 0  # the table: its first line counts the same samples
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith(f"{len(changed)} of ") and "between step 0 (step-000000.jsonl) and step 4" in table[0]
 
     assert main(["train", "--resume", str(out), "-q"]) == 2  # a finished job is not resumable
     assert "cannot be resumed" in capsys.readouterr().err
