@@ -780,8 +780,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--grader",
         metavar="GRADER",
-        help=f"the server's own grader ({grader_help}), for plugin routes whose callers send none, "
-        "e.g. OpenRLHF's POST /openrlhf/get_reward",
+        help=f"the server's own grader ({grader_help}), for routes whose callers send none: POST /score "
+        "(Microsoft Foundry's endpoint grader contract), OpenRLHF's POST /openrlhf/get_reward",
     )
 
     for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
