@@ -164,6 +164,7 @@ def _diff(args: argparse.Namespace) -> int:
             width = shutil.get_terminal_size((120, 24)).columns
             text = format_diff(diff, width=max(width, 80), before_name=args.before.name, after_name=args.after.name)
             write_text(sys.stdout, text)
+            sys.stdout.flush()  # in one piece, now: a reader that stops early (`| head`) is main's quiet 141
             return 0
         changed = 0
         for c in diff_eval_runs(args.before, args.after):
