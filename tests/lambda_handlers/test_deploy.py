@@ -166,8 +166,10 @@ def test_cli_deploy_prints_the_grader_json(
     config = client("lambda", moto_url).get_function_configuration(FunctionName="cli-reward")
     assert (config["MemorySize"], config["Timeout"], config["Environment"]["Variables"]["K"]) == (512, 120, "v")
 
-    assert gradekit_cli(*argv, "--memory", "1") == 1
-    assert capsys.readouterr().err == "gradekit: error: memory must be 128 to 10240 MB, got 1\n"
+    assert gradekit_cli(*argv, "--memory", "1") == 2  # refused by the option's check, before anything is sent
+    assert capsys.readouterr().err == (
+        "gradekit: error: argument --memory: 1 is not between 128 and 10240; see 'gradekit lambda deploy --help'\n"
+    )
 
 
 # --- invoke_remote (a Lambda Invoke API running the bundle locally) --------------------------------------------
