@@ -28,6 +28,8 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -48,6 +50,8 @@ from gradekit.graders.limits import MAX_JSON_DEPTH
 from gradekit.runtime import cli
 from gradekit.runtime.endpoint_client import DEFAULT_TIMEOUT, TIMEOUT_ENV, EndpointClient, RateLimiter
 from gradekit.runtime.server import RUN_PATH, create_app, running
+
+from .asgi import post_json
 
 CONTRACT = "https://github.com/microsoft-foundry/fine-tuning/blob/main/Demos/Agentic_RFT_PrivatePreview/README.md"
 KEY = "functions-key-1"
@@ -454,6 +458,10 @@ SAMPLES = ["Paris", "paris", "Lyon", "The capital is Paris", '{"city": "Paris"}'
 ITEMS = [{"answer": "Paris"}] * 4 + [{"answer": '{"city":"Paris"}'}]
 
 
+#: The app `gradekit serve --grader` builds for G, called in process (the hostile-body test sends hundreds).
+SCORE_APP = create_app(grader=validate({**G, "graders": {"exact": G["graders"]["exact"]}, "calculate_output": "exact"}))
+
+
 def test_gradekit_serve_is_an_endpoint_for_gradekit() -> None:
     expected = run_batch(G, SAMPLES, ITEMS).rewards
     assert len(set(expected)) == len(expected)  # distinct rewards: a mix-up would show
@@ -572,6 +580,33 @@ def test_the_score_route_refuses_bad_bodies(body: Any, param: str | None, text: 
     assert r.status_code == 400
     error = r.json()["error"]
     assert error["param"] == param and error["message"].startswith(text)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+SAMPLE_KEYS = st.sampled_from(["output_text", "output_json", "choices", "role", "content", "output_tools"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=st.one_of(
+        JSON,
+        st.fixed_dictionaries(
+            {"sample": st.dictionaries(SAMPLE_KEYS, JSON, max_size=4)},
+            optional={"item": JSON, "trace_id": JSON, "extra": JSON},
+        ),
+    )
+)
+def test_no_body_makes_the_score_route_fail(body: Any) -> None:
+    # Whatever arrives, the answer is a score or a 4xx naming the problem: never a 500.
+    status, answer = post_json(SCORE_APP, "/score", body)
+    if status == 200:
+        assert set(answer) == {"score"} and answer["score"] in (0.0, 1.0)
+    else:
+        assert status == 400 and answer["error"]["message"], answer
 
 
 def test_the_score_route_without_a_grader() -> None:
