@@ -13,6 +13,7 @@ time is a fake clock wherever it matters, never the wall clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import re
@@ -122,6 +123,14 @@ def contract() -> Iterator[tuple[ContractServer, str]]:
     server = ContractServer()
     with running(server.app()) as url:
         yield server, f"{url}/api/grader"
+
+
+@contextlib.contextmanager
+def refused() -> Iterator[str]:
+    """The URL of a port bound but not listening (held for the block): connections to it are refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
 def endpoint(url: str, **extra: Any) -> dict[str, Any]:
@@ -314,10 +323,9 @@ def test_a_timeout_is_retried(contract: tuple[ContractServer, str]) -> None:
 
 
 def test_an_unreachable_endpoint_is_unresponsive() -> None:
-    with running(Starlette()) as url:  # a port that was just served: nothing listens on it afterwards
-        pass
     clock = FakeClock()
-    result = run_batch(endpoint(f"{url}/api/grader"), ["x"], env=client_env(clock))
+    with refused() as url:
+        result = run_batch(endpoint(f"{url}/api/grader"), ["x"], env=client_env(clock))
     assert flags(result) == ["unresponsive_reward_error"]
     assert "failed after 4 attempt(s): connection error" in message(result)
     assert len(clock.sleeps) == 3
@@ -618,19 +626,19 @@ def test_the_score_route_without_a_grader() -> None:
 def test_a_grading_failure_is_a_503_so_the_caller_gets_no_reward() -> None:
     # G itself calls an endpoint that is down: G's grading failed, not the sample. The route answers 503, and
     # an endpoint grader calling the route retries (4 attempts), then gives no reward.
-    with running(Starlette()) as dead:
-        pass
-    down = {"type": "endpoint", "name": "down", "url": f"{dead}/x"}
-    server_env = client_env(max_retries=0)
-    with running(create_app(grader=validate(down), env=server_env)) as url:
-        r = httpx.post(f"{url}/score", json={"sample": {"output_text": "x"}, "item": {}, "trace_id": "trace_1"})
-        assert r.status_code == 503
-        assert r.json()["error"]["message"].startswith(
-            f"The sample could not be graded (retry later): down: unresponsive_reward_error: endpoint {dead}/x failed"
-        )
-        clock = FakeClock()
-        result = run_batch(endpoint(f"{url}/score"), ["x"], env=client_env(clock))
-    assert flags(result) == ["unresponsive_reward_error"] and "failed after 4 attempt(s): HTTP 503" in message(result)
+    with refused() as dead:
+        down = {"type": "endpoint", "name": "down", "url": f"{dead}/x"}
+        server_env = client_env(max_retries=0)
+        with running(create_app(grader=validate(down), env=server_env)) as url:
+            r = httpx.post(f"{url}/score", json={"sample": {"output_text": "x"}, "item": {}, "trace_id": "trace_1"})
+            assert r.status_code == 503
+            why = "down: unresponsive_reward_error: endpoint"
+            assert r.json()["error"]["message"].startswith(f"The sample could not be graded (retry later): {why}")
+            assert f"{dead}/x failed after 1 attempt(s): connection error" in r.json()["error"]["message"]
+            clock = FakeClock()
+            result = run_batch(endpoint(f"{url}/score"), ["x"], env=client_env(clock))
+    assert flags(result) == ["unresponsive_reward_error"]
+    assert "failed after 4 attempt(s): HTTP 503" in message(result)
     assert len(clock.sleeps) == 3 and result[0].rewarded is False
 
 
