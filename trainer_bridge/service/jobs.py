@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -117,11 +118,20 @@ def _hyperparameters(body: CreateJobRequest) -> Hyperparameters:
 class Jobs:
     """Fine-tuning jobs: rows in the store, runs under `config.jobs_dir`."""
 
-    def __init__(self, config: ServiceConfig, store: Store, files: Files, models: Models) -> None:
+    def __init__(
+        self,
+        config: ServiceConfig,
+        store: Store,
+        files: Files,
+        models: Models,
+        *,
+        on_queued: Callable[[], None] | None = None,
+    ) -> None:
         self.config = config
         self.store = store
         self.files = files
         self.models = models
+        self.on_queued = on_queued  # called when a job joins the queue (the service starts its worker then)
 
     # --- create -------------------------------------------------------------------------------------------
 
@@ -222,6 +232,8 @@ class Jobs:
         if bad is not None:
             obj = self._failed_on_file(obj, *bad)
         self.store.add_job(JobRow(job_id, obj, spec))
+        if obj["status"] == "queued" and self.on_queued is not None:
+            self.on_queued()
         return obj
 
     @staticmethod
@@ -368,4 +380,6 @@ class Jobs:
                 f"Job {job_id} is {refused[0]}, not paused; only a paused job can be resumed.",
                 code="job_not_resumable",
             )
+        if self.on_queued is not None:
+            self.on_queued()
         return row.object

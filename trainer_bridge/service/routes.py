@@ -16,8 +16,9 @@ GET    /v1/models   GET /v1/models/{model}
 The service starts with the app (its lifespan) on the config found first: `app.state.fine_tuning_config`, the
 file named by `$GRADEKIT_FINETUNE_CONFIG`, or, under `gradekit serve` (`app.state.serve_defaults`), the default
 config (`ServiceConfig.default()`: data in `./gradekit-data`). It logs one line saying where its data lives,
-opens the database, removes half-written uploads, spawns the worker process and logs the jobs' progress
-(`ProgressLog`); it stops them when the app stops. An app made by `create_app` with no config answers 404 here.
+opens the database, removes half-written uploads, spawns the worker process (at once when a job waits, else
+with the first queued job) and logs the jobs' progress (`ProgressLog`); it stops them when the app stops. An
+app made by `create_app` with no config answers 404 here.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from .inference import ChatRequest, CompletionRequest, Inference, ResponseReques
 from .jobs import MAX_LIMIT, CreateJobRequest, Jobs
 from .models import Models
 from .progress import ProgressLog
-from .store import Store
+from .store import FINAL_STATUSES, Store
 from .worker import WorkerProcess
 
 __all__ = ["Service", "register"]
@@ -75,17 +76,23 @@ class Service:
         self.store = Store(config.db_path)
         self.files = Files(self.store, config.files_dir)
         self.models = Models(config, self.store)
-        self.jobs = Jobs(config, self.store, self.files, self.models)
+        self.jobs = Jobs(config, self.store, self.files, self.models, on_queued=self.wake_worker)
         self.inference = Inference(config, self.models)
         self.worker = WorkerProcess(config) if config.start_worker else None
         self.progress = ProgressLog(config, self.store)
 
     def start(self) -> None:
-        """Clean up after a crash, start the worker and the progress log."""
+        """Clean up after a crash, start the worker if a job waits for it, and the progress log."""
         self.files.remove_orphans()
+        # Without work the worker (which imports torch) starts with the first queued job, not before.
+        if any(r.status not in FINAL_STATUSES and (r.status != "paused" or r.worker) for r in self.store.jobs()):
+            self.wake_worker()
+        self.progress.start()
+
+    def wake_worker(self) -> None:
+        """Start the worker, unless it runs already (or the config says not to train)."""
         if self.worker is not None:
             self.worker.start()
-        self.progress.start()
 
     def stop(self) -> None:
         """Stop the worker (its jobs pause and are queued again for the next start), then the progress log."""

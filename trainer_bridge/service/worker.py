@@ -1,6 +1,6 @@
 """The training worker: a separate process that claims queued jobs from the database and trains them with `RFTJob`.
 
-`WorkerProcess` starts it with the app and stops it with the app; it runs
+`WorkerProcess` starts it when the service first has a queued job and stops it with the app; it runs
 `python -m gradekit.trainer_bridge.service.worker` in its own session, with the config in the environment and
 its output in `<data_dir>/worker.log`.
 
@@ -468,16 +468,20 @@ class WorkerProcess:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
+        self._started = False  # start() spawns the worker once, when the service first has work for it
 
     def start(self) -> None:
-        """Spawn the worker and its supervisor; the worker's output goes to `<data_dir>/worker.log`."""
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.config.data_dir / "worker.log", "ab")  # noqa: SIM115 - closed in stop()
-        self._stopping.clear()
+        """Spawn the worker and its supervisor, once (a later call does nothing); its output goes to `worker.log`."""
         with self._lock:
+            if self._started:
+                return
+            self._started = True
+            self.config.data_dir.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.config.data_dir / "worker.log", "ab")  # noqa: SIM115 - closed in stop()
+            self._stopping.clear()
             self._spawn()
-        self._supervisor = threading.Thread(target=self._supervise, name="gradekit-worker-supervisor", daemon=True)
-        self._supervisor.start()
+            self._supervisor = threading.Thread(target=self._supervise, name="gradekit-worker-supervisor", daemon=True)
+            self._supervisor.start()
 
     def _spawn(self) -> None:
         env = {**os.environ, CONFIG_VAR: self.config.model_dump_json()}

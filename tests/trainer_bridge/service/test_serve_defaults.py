@@ -94,6 +94,7 @@ def test_serve_without_a_config_serves_the_fine_tuning_api_on_a_local_data_dir(t
         assert sdk.files.retrieve(file_id).status == "processed"
     data = cwd / "gradekit-data"
     assert (data / "service.db").is_file() and (data / "files" / f"{file_id}.jsonl").is_file()
+    assert not (data / "worker.log").exists()  # no job was queued: the training worker never started
     assert _lines(log, "INFO:     fine-tuning API: ") == [f"data in {data} ({DEFAULT_SOURCE})"]
 
 
