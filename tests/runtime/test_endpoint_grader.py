@@ -497,7 +497,8 @@ def test_the_gradekit_serve_command_is_an_endpoint(tmp_path: Path) -> None:
     command = [str(exe), "serve", "--grader", str(grader_file), "--host", "127.0.0.1", "--port", str(port)]
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        # in tmp_path: serve keeps the fine-tuning service's data in ./gradekit-data
+        proc = subprocess.Popen(command, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):  # up to a minute, in steps of 0.2 s
