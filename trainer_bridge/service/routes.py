@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -109,11 +110,17 @@ def _start(app: FastAPI, env_config: ServiceConfig | None, source: str) -> Servi
         config = env_config
     elif getattr(app.state, "serve_defaults", False):
         config = ServiceConfig.default()
+    app.state.fine_tuning = None
     if config is None:
-        app.state.fine_tuning = None
         return None
-    service = Service(config)
-    service.start()
+    try:
+        service = Service(config)
+        service.start()
+    except (OSError, sqlite3.Error) as e:  # e.g. a file where the data folder should be: say so, serve the rest
+        reason = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.strerror else str(e)
+        app.state.fine_tuning_problem = f"its data folder {config.data_dir} cannot be used ({reason})"
+        logger.error("fine-tuning API off: %s (%s)", app.state.fine_tuning_problem, source)
+        return None
     app.state.fine_tuning = service
     logger.info("fine-tuning API: data in %s (%s)", config.data_dir, source)
     return service
@@ -122,6 +129,9 @@ def _start(app: FastAPI, env_config: ServiceConfig | None, source: str) -> Servi
 def _service(request: Request) -> Service:
     service = getattr(request.app.state, "fine_tuning", None)
     if service is None:
+        problem = getattr(request.app.state, "fine_tuning_problem", None)
+        if problem is not None:
+            raise APIError(404, f"The fine-tuning service is off on this server: {problem}.", code="not_enabled")
         raise APIError(
             404,
             "The fine-tuning service is not enabled on this server: `gradekit serve` serves it (data in "

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from gradekit.runtime import cli
@@ -96,6 +97,25 @@ def test_serve_without_a_config_serves_the_fine_tuning_api_on_a_local_data_dir(t
     assert (data / "service.db").is_file() and (data / "files" / f"{file_id}.jsonl").is_file()
     assert not (data / "worker.log").exists()  # no job was queued: the training worker never started
     assert _lines(log, "INFO:     fine-tuning API: ") == [f"data in {data} ({DEFAULT_SOURCE})"]
+
+
+def test_an_unusable_data_dir_is_one_error_line_and_the_rest_is_served(tmp_path: Path) -> None:
+    (tmp_path / "gradekit-data").write_text("a file where the data folder would go")
+    with gradekit_serve(tmp_path, _env()) as (url, log), client(url) as sdk:
+        with pytest.raises(openai.NotFoundError) as caught:
+            sdk.fine_tuning.jobs.list()
+        check = {"type": "string_check", "name": "c", "input": "{{ sample.output_text }}", "reference": "a"}
+        assert sdk.fine_tuning.alpha.graders.run(grader=check | {"operation": "eq"}, model_sample="a").reward == 1.0
+    data = tmp_path / "gradekit-data"
+    problem = f"its data folder {data} cannot be used (File exists: {data})"
+    assert caught.value.body == {
+        "message": f"The fine-tuning service is off on this server: {problem}.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "not_enabled",
+    }
+    assert _lines(log, "ERROR:    fine-tuning API off: ") == [f"{problem} ({DEFAULT_SOURCE})"]
+    assert "Traceback" not in log.read_text()
 
 
 # --- the bind address ----------------------------------------------------------------------------------------
