@@ -39,7 +39,7 @@ from .files import publish_dir, read_json, write_json
 from .grading import BackgroundGrader, split_range
 from .grpo import grpo_update
 from .hyperparameters import Hyperparameters, LoopOptions, Resolved
-from .metrics import train_metrics, valid_metrics
+from .metrics import grading_tables, train_metrics, valid_metrics
 from .plot import plot_rewards
 from .policy import TINY_MODEL, Policy, Rollout
 
@@ -382,6 +382,7 @@ class RFTJob:
         return ref
 
     def _loop(self, step: int, trained_tokens: int) -> dict[str, Any]:
+        import torch
         from tqdm.auto import tqdm
 
         res = self.res
@@ -396,7 +397,11 @@ class RFTJob:
                 if self._pause.is_set():
                     return self._finish_paused(step, trained_tokens)
                 step += 1
+                rng = torch.get_rng_state()
                 data, tokens = self._train_step(step)
+                if data is None:  # no sample got a reward: pause before the step, to grade the same samples again
+                    torch.set_rng_state(rng)
+                    return self._finish_ungraded(step, trained_tokens)
                 trained_tokens += tokens
                 if step % res.eval_interval == 0 or step == res.total_steps:
                     self._evaluate_and_record(step, data, trained_tokens)
@@ -448,7 +453,7 @@ class RFTJob:
     ) -> tuple[list[tuple[list[Row], Rollout, BatchResult]], dict[str, float]]:
         """Sample `n` completions per row, a part at a time, grading each part while the next is generated."""
         generation = 0.0
-        pending: list[tuple[list[Row], Rollout, Future[tuple[BatchResult, float]]]] = []
+        pending: list[tuple[list[Row], Rollout, list[Any], list[Any], Future[tuple[BatchResult, float]]]] = []
         for part in split_range(len(rows), self.options.grading_chunks):
             chunk = [rows[i] for i in part]
             start = time.perf_counter()
@@ -461,25 +466,31 @@ class RFTJob:
             generation += time.perf_counter() - start
             items = [r.item for r in chunk for _ in range(n)]
             samples = [to_sample(text, i) for i, text in enumerate(rollout.texts)]
-            pending.append((chunk, rollout, self.grading.submit(samples, items)))
+            pending.append((chunk, rollout, samples, items, self.grading.submit(samples, items)))
         start = time.perf_counter()
         done, grading = [], 0.0
-        for chunk, rollout, future in pending:
+        for chunk, rollout, samples, items, future in pending:
             result, seconds = future.result()
-            grading += seconds
+            result, again = self.grading.regrade(samples, items, result)  # what got no reward, once more
+            grading += seconds + again
             done.append((chunk, rollout, result))
         timing = {"generation_s": generation, "grading_s": grading, "grading_wait_s": time.perf_counter() - start}
         return done, timing
 
-    def _train_step(self, step: int) -> tuple[dict[str, Any], int]:
+    def _train_step(self, step: int) -> tuple[dict[str, Any] | None, int]:
+        """The step's metrics and trained tokens; (None, 0) when no sample got a reward (nothing is updated)."""
         started = time.perf_counter()
         res = self.res
         parts, timing = self._generate_and_grade(self._batch(step), res.group_size)
+        rewards = [(rollout, result.rewards_or_none()) for _, rollout, result in parts]
+        if all(r is None for _, column in rewards for r in column):
+            self._ungraded = [result for _, _, result in parts]
+            return None, 0
         update_start = time.perf_counter()
         stats = grpo_update(
             self.policy,
             self.optimizer,
-            [(rollout, result.rewards) for _, rollout, result in parts],
+            rewards,
             group_size=res.group_size,
             options=self.options,
             reference=self.reference,
@@ -554,6 +565,16 @@ class RFTJob:
         self._snapshot_now(step, trained_tokens)
         self._update(status="paused")
         return self.record
+
+    def _finish_ungraded(self, step: int, trained_tokens: int) -> dict[str, Any]:
+        """No sample of `step` got a reward, even graded twice: pause before it (a resume grades them again)."""
+        self.events_log.emit(
+            f"Step {step}: no sample got a reward, even graded twice (the grading failed, or no grader applied); "
+            f"paused before the step: resume to grade its samples again",
+            level="warn",
+            data={"step": step, **grading_tables(self.grader, self._ungraded)},
+        )
+        return self._finish_paused(step - 1, trained_tokens)
 
     def _finish_cancelled(self) -> dict[str, Any]:
         self.events_log.emit("Fine-tuning job cancelled")
