@@ -285,7 +285,8 @@ def test_invalid_grader_fails_at_construction() -> None:
         to_trl({"type": "string_check", "name": "x"})
 
 
-def test_rewards_are_finite_floats_never_none() -> None:
+def test_samples_that_failed_score_finite_zeros_not_none() -> None:
+    # Unreadable completions are the sample's fault: reward 0.0 (None is for no reward: tests/test_no_reward.py).
     malformed_calls = [{"role": "assistant", "content": "7", "tool_calls": 5}]
     metrics = Metrics()
     out = to_trl(MULTI)(
