@@ -98,6 +98,8 @@ logger = logging.getLogger(__name__)
 
 #: Entry point group of command plugins: each names `register(subparsers) -> None`.
 COMMANDS_GROUP = "gradekit.commands"
+#: The folder of run folders `serve --runs` hands to the fine-tuning routes (gradekit.trainer_bridge.service.runs).
+RUNS_ENV = "GRADEKIT_RUNS"
 
 
 #: What every error line of the command line starts with.
@@ -631,6 +633,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             "anyone who reaches it can use it"
         )
     grader = load_grader_arg(args.grader) if args.grader else None  # a bad grader fails here, before the server starts
+    if args.runs is not None:
+        if not args.runs.is_dir():
+            raise CLIError(f"--runs {args.runs}: no such folder")
+        os.environ[RUNS_ENV] = str(args.runs.resolve())  # read by the fine-tuning jobs routes (a routes plugin)
     serve(args.host, args.port, api_key, max_body_bytes=args.max_body_bytes, grader=grader, log_level=args.log_level)
     return 0
 
@@ -782,6 +788,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GRADER",
         help=f"the server's own grader ({grader_help}), for routes whose callers send none: POST /score "
         "(Microsoft Foundry's endpoint grader contract), OpenRLHF's POST /openrlhf/get_reward",
+    )
+    p.add_argument(
+        "--runs",
+        type=Path,
+        metavar="DIR",
+        help=f"also serve the run folders in DIR (or DIR itself), written by `gradekit train` or RFTJob, read-only "
+        f"through the jobs API and the dashboard at / (default ${RUNS_ENV})",
     )
 
     for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):

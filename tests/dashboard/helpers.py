@@ -9,13 +9,16 @@ from typing import Any
 from openai import OpenAI
 from playwright.sync_api import Page
 
+from gradekit.runtime.dashboard import CSP
+
 from ..trainer_bridge.rft_task import write_task
 from ..trainer_bridge.service.helpers import client, make_config, rft_method, upload
 
 API_KEY = "dashboard-test-key"
 #: Text the pages must show as text: run as markup, it would set window.__xss.
 XSS = '<script>window.__xss = 1</script><img src="data:," onerror="window.__xss = 2">'
-#: The routing grader plus a python sub-grader that fails on odd ticket ids (an error flag on known samples).
+#: The routing grader plus a sub-grader reading `item.hint`, which only even rows have: odd rows get
+#: `invalid_variable_error` from it (an error flag on known samples at every step).
 GRADER: dict[str, Any] = {
     "type": "multi",
     "name": "routing",
@@ -27,15 +30,12 @@ GRADER: dict[str, Any] = {
             "reference": "{{ item.team }}",
             "operation": "eq",
         },
-        "strict": {
-            "type": "python",
-            "name": "strict",
-            "source": (
-                "def grade(sample, item):\n"
-                "    if item['ticket_id'][-1] in '13579':\n"
-                f"        raise ValueError({('odd ticket ' + XSS)!r})\n"
-                "    return 1.0\n"
-            ),
+        "hinted": {
+            "type": "string_check",
+            "name": "hinted",
+            "input": "{{ sample.output_text }}",
+            "reference": "{{ item.hint }}",
+            "operation": "ilike",
         },
     },
     "calculate_output": "team",
@@ -43,11 +43,18 @@ GRADER: dict[str, Any] = {
 
 
 def write_data(root: Path) -> tuple[Path, Path]:
-    """8 training rows and 4 validation rows of the ticket-routing example; the first validation prompt holds XSS."""
+    """8 training rows and 4 validation rows of the ticket-routing example; even rows get a `hint` and a `note`
+    holding XSS, and the first validation prompt holds XSS too."""
     train, valid = write_task(root, n_train=8, n_valid=4)
-    rows = [json.loads(line) for line in valid.read_text().splitlines()]
-    rows[0]["messages"][-1]["content"] = f"My order {XSS} never arrived."
-    valid.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for path in (train, valid):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        for i, row in enumerate(rows):
+            if i % 2 == 0:
+                row["hint"] = row["team"][:3]
+                row["note"] = XSS
+        if path == valid:
+            rows[0]["messages"][-1]["content"] = f"My order {XSS} never arrived."
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return train, valid
 
 
@@ -70,7 +77,8 @@ def create_job(sdk: OpenAI, train_id: str, valid_id: str, **hyperparameters: Any
 
 def log_in(page: Page, url: str, hash_: str = "") -> None:
     """Open the dashboard, answer its API-key form."""
-    page.goto(f"{url}/#{hash_}")
+    response = page.goto(f"{url}/#{hash_}")
+    assert response is not None and response.headers["content-security-policy"] == CSP
     page.fill("#api-key", API_KEY)
     page.click("#key-form button[type=submit]")
 

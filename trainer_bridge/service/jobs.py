@@ -30,7 +30,7 @@ from .grading import GraderProblem, normalise_grader, resolve_grader
 from .models import CHECKPOINT_MARK, Models, kept_checkpoints
 from .store import FINAL_STATUSES, JobRow, Store
 
-__all__ = ["CreateJobRequest", "Jobs", "page"]
+__all__ = ["CreateJobRequest", "Jobs", "checkpoint_objects", "page"]
 
 MAX_LIMIT = 10_000
 
@@ -81,6 +81,22 @@ def page(items: list[dict[str, Any]], limit: int, after: str | None, *, param: s
         start = ids.index(after) + 1
     chunk = items[start : start + limit]
     return {"object": "list", "data": chunk, "has_more": start + limit < len(items)}
+
+
+def checkpoint_objects(job_id: str, model_name: str, run_dir: Path) -> list[dict[str, Any]]:
+    """The run's kept checkpoints as OpenAI's `fine_tuning.job.checkpoint` objects, newest step first."""
+    return [
+        {
+            "object": "fine_tuning.job.checkpoint",
+            "id": c["id"],
+            "created_at": c["created_at"],
+            "fine_tuned_model_checkpoint": f"{model_name}{CHECKPOINT_MARK}{c['step_number']}",
+            "fine_tuning_job_id": job_id,
+            "metrics": c["metrics"],
+            "step_number": c["step_number"],
+        }
+        for c in kept_checkpoints(run_dir)
+    ]
 
 
 def _hyperparameters(body: CreateJobRequest) -> Hyperparameters:
@@ -299,19 +315,7 @@ class Jobs:
     def checkpoints(self, job_id: str, limit: int, after: str | None) -> dict[str, Any]:
         """A page of the job's kept checkpoints, newest step first."""
         row = self.row(job_id)
-        items = [
-            {
-                "object": "fine_tuning.job.checkpoint",
-                "id": c["id"],
-                "created_at": c["created_at"],
-                "fine_tuned_model_checkpoint": f"{row.model_name}{CHECKPOINT_MARK}{c['step_number']}",
-                "fine_tuning_job_id": job_id,
-                "metrics": c["metrics"],
-                "step_number": c["step_number"],
-            }
-            for c in kept_checkpoints(self.models.run_dir(job_id))
-        ]
-        return page(items, limit, after)
+        return page(checkpoint_objects(job_id, row.model_name, self.models.run_dir(job_id)), limit, after)
 
     # --- control ------------------------------------------------------------------------------------------
 

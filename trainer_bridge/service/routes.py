@@ -11,6 +11,7 @@ GET    /v1/fine_tuning/jobs/{id}/events ?limit&after       newest first
 GET    /v1/fine_tuning/jobs/{id}/checkpoints ?limit&after  newest first
 POST   /v1/chat/completions   POST /v1/completions   POST /v1/responses
 GET    /v1/models   GET /v1/models/{model}
+GET    /v1/gradekit/fine_tuning/jobs/{id}/eval_runs[/{step}]   gradekit's extension (dashboard_routes)
 ```
 
 The service starts with the app (its lifespan) on the config found first: `app.state.fine_tuning_config`, the
@@ -19,6 +20,8 @@ config (`ServiceConfig.default()`: data in `./gradekit-data`). It logs one line 
 opens the database, removes half-written uploads, spawns the worker process (at once when a job waits, else
 with the first queued job) and logs the jobs' progress (`ProgressLog`); it stops them when the app stops. An
 app made by `create_app` with no config answers 404 here.
+The jobs routes also serve the run folders named by `app.state.runs_dir` (`gradekit serve --runs DIR`, else
+`$GRADEKIT_RUNS`), read-only, with the service's jobs or without the service (see `runs`).
 """
 
 from __future__ import annotations
@@ -36,12 +39,14 @@ from fastapi.responses import FileResponse
 
 from gradekit.runtime.server import APIError
 
+from . import dashboard_routes
 from .config import CONFIG_ENV, DEFAULT_DATA_DIR, ConfigError, ServiceConfig
 from .files import FilePart, Files, form_filename
 from .inference import ChatRequest, CompletionRequest, Inference, ResponseRequest
 from .jobs import MAX_LIMIT, CreateJobRequest, Jobs
 from .models import Models
 from .progress import ProgressLog
+from .runs import Combined, JobSource, RunFolders, ServiceJobs, runs_dir_from_env
 from .store import FINAL_STATUSES, Store
 from .worker import WorkerProcess
 
@@ -141,6 +146,16 @@ def _service(request: Request) -> Service:
     return service
 
 
+def _jobs(request: Request) -> JobSource:
+    """The jobs the API serves: the service's, the run folders' (`--runs`), or both; 404 when neither."""
+    runs_dir = getattr(request.app.state, "runs_dir", None)
+    if runs_dir is None:
+        return ServiceJobs(_service(request).jobs)
+    service = getattr(request.app.state, "fine_tuning", None)
+    runs = RunFolders(runs_dir)
+    return runs if service is None else Combined(ServiceJobs(service.jobs), runs)
+
+
 def _limit(limit: int | None, default: int) -> int:
     if limit is None:
         return default
@@ -173,6 +188,7 @@ def register(app: FastAPI) -> None:
         source = f"config file {os.environ[CONFIG_ENV]}"
     else:
         source = f"the default config; ${CONFIG_ENV} may name a config file"
+    app.state.runs_dir = runs_dir_from_env()
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
@@ -244,46 +260,48 @@ def register(app: FastAPI) -> None:
     @app.post("/v1/fine_tuning/jobs")
     def create_job(request: Request, body: CreateJobRequest) -> dict[str, Any]:
         """Create a reinforcement fine-tuning job (OpenAI's or Bedrock's request form)."""
-        return _service(request).jobs.create(body)
+        return _service(request).jobs.create(body)  # run folders are read-only
 
     @app.get("/v1/fine_tuning/jobs")
     def list_jobs(request: Request, limit: int | None = None, after: str | None = None) -> dict[str, Any]:
         """List jobs, newest first; `metadata[key]=value` filters."""
-        return _service(request).jobs.list(_limit(limit, 20), after, _metadata_filter(request))
+        return _jobs(request).list(_limit(limit, 20), after, _metadata_filter(request))
 
     @app.get("/v1/fine_tuning/jobs/{fine_tuning_job_id}")
     def retrieve_job(request: Request, fine_tuning_job_id: str) -> dict[str, Any]:
         """A job object."""
-        return _service(request).jobs.get(fine_tuning_job_id)
+        return _jobs(request).get(fine_tuning_job_id)
 
     @app.post("/v1/fine_tuning/jobs/{fine_tuning_job_id}/cancel")
     def cancel_job(request: Request, fine_tuning_job_id: str) -> dict[str, Any]:
         """Cancel a job (a running one stops at the end of its step)."""
-        return _service(request).jobs.cancel(fine_tuning_job_id)
+        return _jobs(request).cancel(fine_tuning_job_id)
 
     @app.post("/v1/fine_tuning/jobs/{fine_tuning_job_id}/pause")
     def pause_job(request: Request, fine_tuning_job_id: str) -> dict[str, Any]:
         """Pause a job (a running one snapshots at the end of its step, then shows `paused`)."""
-        return _service(request).jobs.pause(fine_tuning_job_id)
+        return _jobs(request).pause(fine_tuning_job_id)
 
     @app.post("/v1/fine_tuning/jobs/{fine_tuning_job_id}/resume")
     def resume_job(request: Request, fine_tuning_job_id: str) -> dict[str, Any]:
         """Queue a paused job again; it continues from its snapshot."""
-        return _service(request).jobs.resume(fine_tuning_job_id)
+        return _jobs(request).resume(fine_tuning_job_id)
 
     @app.get("/v1/fine_tuning/jobs/{fine_tuning_job_id}/events")
     def list_events(
         request: Request, fine_tuning_job_id: str, limit: int | None = None, after: str | None = None
     ) -> dict[str, Any]:
         """The job's events, newest first."""
-        return _service(request).jobs.events(fine_tuning_job_id, _limit(limit, 20), after)
+        return _jobs(request).events(fine_tuning_job_id, _limit(limit, 20), after)
 
     @app.get("/v1/fine_tuning/jobs/{fine_tuning_job_id}/checkpoints")
     def list_checkpoints(
         request: Request, fine_tuning_job_id: str, limit: int | None = None, after: str | None = None
     ) -> dict[str, Any]:
         """The job's kept checkpoints, newest first."""
-        return _service(request).jobs.checkpoints(fine_tuning_job_id, _limit(limit, 10), after)
+        return _jobs(request).checkpoints(fine_tuning_job_id, _limit(limit, 10), after)
+
+    dashboard_routes.register(app, _jobs)
 
     # --- inference ----------------------------------------------------------------------------------------
 
