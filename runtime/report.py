@@ -14,7 +14,8 @@ _LABEL = 20
 
 
 def format_summary(summary: Mapping[str, Any], *, title: str | None = None) -> str:
-    """The summary as a small aligned table: rewards, per-grader reward means, per-grader error counts and rates.
+    """The summary as a small aligned table: rewards, failed and no-reward samples, per-grader reward means, per-grader
+    error counts and rates.
 
     Surrogates in grader names are replaced (`clean_text`), so the table can always be printed as UTF-8.
     """
@@ -25,6 +26,8 @@ def format_summary(summary: Mapping[str, Any], *, title: str | None = None) -> s
         f"{'reward mean':<{_LABEL}}{summary['reward_mean']:.4f}",
         f"{'reward std':<{_LABEL}}{summary['reward_std']:.4f}",
         f"{'failed samples':<{_LABEL}}{summary.get('failed_samples', 0)} ({summary.get('failed_rate', 0.0):.1%})",
+        # samples the grading could not grade: outside the reward mean and std (docs/no-reward.md)
+        f"{'no reward':<{_LABEL}}{summary.get('no_reward_samples', 0)} ({summary.get('no_reward_rate', 0.0):.1%})",
     ]
     graders: Mapping[str, Any] = summary.get("graders", {})
     if graders:

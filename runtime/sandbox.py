@@ -36,7 +36,8 @@ Failures, one sample at a time (samples before and after it, in the same batch t
 A source whose loading times out, crashes or hits a limit gets that same error for its later samples, for
 the pool's lifetime, without being tried again. Results are not judged here: `None`, booleans, numbers,
 strings and NaN/inf come back as they are, anything else as a `ForeignValue` (its type name and `repr`);
-`coerce_reward`, applied by the caller, makes all but finite numbers a `python_grader_runtime_error`.
+the caller reads `None` as "does not apply" (no reward, docs/no-reward.md), and `coerce_reward` makes all but
+finite numbers a `python_grader_runtime_error`.
 
 How each limit is enforced (on Linux; elsewhere only the parent-side parts, rlimits and the audit hook):
 

@@ -316,3 +316,18 @@ def test_the_lambda_answers_zero_with_a_no_reward_metric() -> None:
             ],
         },
     ]
+
+
+def test_the_cli_report_shows_the_no_reward_samples() -> None:
+    from gradekit.runtime.report import format_summary
+
+    agg = Aggregate(name="both")
+    agg.add_batch(run_batch(_multi("a + b + c"), ["yes", "no", "maybe", "down"]))
+    lines = format_summary(agg.summary()).splitlines()
+    assert lines[:5] == [
+        "samples graded      4",
+        "reward mean         2.0000",
+        "reward std          0.5000",
+        "failed samples      1 (25.0%)",
+        "no reward           2 (50.0%)",
+    ]
