@@ -129,9 +129,10 @@ class TextSimilarity(Grader):
             for i in good:
                 out.fail(i, self.name, "other_error", f"{self.evaluation_metric}: {exception_text(e)}")
         except Exception as e:
-            if self.evaluation_metric == "cosine":  # an embedding endpoint that failed: every sample
+            if self.evaluation_metric == "cosine":  # an embedding endpoint that failed: every sample, no reward
                 for i in good:
-                    out.fail(i, self.name, "other_error", f"{self.evaluation_metric}: {exception_text(e)}")
+                    message = f"{self.evaluation_metric}: {exception_text(e)}"
+                    out.fail(i, self.name, "other_error", message, no_reward=True)
             else:  # a text metric that choked on one pair: score each pair alone
                 self._score_one_by_one(out, list(good), inputs, references)
         else:

@@ -95,6 +95,21 @@ def test_a_judge_that_cannot_be_reached_gives_no_reward_one_that_answers_badly_g
     assert res.rewards_or_none() == [0.75, None, None, 0.0, 0.0]
 
 
+def test_an_embedding_endpoint_that_failed_gives_no_reward() -> None:
+    class Down:
+        def embed(self, texts: Any) -> list[list[float]]:
+            raise ConnectionError("embedding endpoint unreachable")
+
+    cosine = {"type": "text_similarity", "input": "a", "reference": "{{ item.ref }}", "evaluation_metric": "cosine"}
+    res = run_batch(cosine, ["a", "b"], [{"ref": "a"}, {}], env=Env(embedder=Down()))
+    # the first: the endpoint's fault, no reward; the second: the item lacks `ref`, the sample's fault
+    assert (res.rewards_or_none(), res.error_flags(0), res.error_flags(1)) == (
+        [None, 0.0],
+        ["other_error"],
+        ["invalid_variable_error"],
+    )
+
+
 # --- None: "this grader does not apply" ----------------------------------------------------------------------
 
 
