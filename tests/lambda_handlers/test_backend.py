@@ -215,6 +215,8 @@ def test_retries_run_out() -> None:
         result = grade(api.url, samples[:2], items[:2], max_retries=2)
     assert [status for status, _ in api.calls] == [429, 429, 429]
     assert result.rewards == [0.0, 0.0] and flags(result) == [["other_error"], ["other_error"]]
+    # a Lambda that could not be invoked is the grading's fault: no reward (docs/no-reward.md)
+    assert result.rewards_or_none() == [None, None]
     details = result[0].metadata.scores["error_details"]
     assert details == {
         "security_review": {
@@ -247,6 +249,7 @@ def test_function_error_fails_its_sub_batch_only() -> None:
             assert (result.rewards[i], result.error_flags(i)) == (0.0, ["other_error"])
             message = result[i].metadata.scores["error_details"]["security_review"]["message"]
             assert message == f"Lambda {NAME} failed (Unhandled): RuntimeError: boom"
+            assert result.no_reward(i) == "grading_error"
         else:
             assert (result.rewards[i], result.error_flags(i)) == (EXPECTED.rewards[i], EXPECTED.error_flags(i))
 
@@ -294,6 +297,7 @@ def test_unreachable_endpoint_fails_every_row() -> None:
         url = api.url
     result = grade(url, ["a", "b"], [None, None], max_retries=1)
     assert flags(result) == [["other_error"], ["other_error"]]
+    assert result.rewards_or_none() == [None, None]
     message = result[0].metadata.scores["error_details"]["security_review"]["message"]
     assert message.startswith(f"invoking Lambda {NAME} failed after 2 attempts: EndpointConnectionError")
 
@@ -359,3 +363,28 @@ def test_cli_unknown_function_stops_the_run(
         "other_error: invoking Lambda missing failed: ResourceNotFoundException: Function not found: missing\n"
     )
     assert out.read_text() == ""
+
+
+def test_a_no_reward_metric_comes_back_as_no_reward() -> None:
+    # what a gradekit Lambda answers for a sample it gave no reward (lambda_handlers.handler.NO_REWARD_METRIC)
+    reply = [
+        {"id": "0", "aggregate_reward_score": 1.0, "metrics_list": []},
+        {
+            "id": "1",
+            "aggregate_reward_score": 0.0,
+            "metrics_list": [
+                {"name": "unresponsive_reward_error", "value": 1.0, "type": "Metric"},
+                {"name": "no_reward", "value": 1.0, "type": "Metric"},
+            ],
+        },
+        {
+            "id": "2",
+            "aggregate_reward_score": 0.0,
+            "metrics_list": [{"name": "no_reward", "value": 1.0, "type": "Metric"}],
+        },
+    ]
+    with HandlerAPI(reply=json.dumps(reply).encode()) as api:
+        result = grade(api.url, ["a", "b", "c"], [None] * 3)
+    assert result.rewards_or_none() == [1.0, None, None]
+    assert [result.no_reward(i) for i in range(3)] == [None, "grading_error", "not_applicable"]
+    assert flags(result) == [[], ["unresponsive_reward_error"], []]
