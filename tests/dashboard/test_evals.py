@@ -7,6 +7,7 @@ import json
 import urllib.request
 from typing import Any
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from gradekit.runtime.server import RUN_PATH
@@ -36,11 +37,16 @@ def test_eval_runs_show_each_steps_samples_and_grader_errors(page: Page, service
     evals = service.data_dir / "jobs" / finished_job / "evals"
     # The endpoint answers the run folder's eval files.
     assert [r["step"] for r in runs] == [0, 2, 4]
+    events = service.sdk.fine_tuning.jobs.list_events(finished_job, limit=1000).data
+    data = [e.data for e in events if e.type == "metrics"]
+    valid_means = {d["step"]: d["valid_reward_mean"] for d in data if "valid_reward_mean" in d}  # type: ignore[index,operator]
     for r in runs:
         lines = read_eval_run(eval_run_path(evals, r["step"]))
         assert r["samples"] == len(lines) == 4
         assert r["reward_mean"] == sum(line["reward"] for line in lines) / 4
+        assert r["reward_mean"] == pytest.approx(valid_means[r["step"]], abs=1e-12)  # the step's valid_reward_mean
         assert r["samples_with_errors"] == 2 and r["errors"] == {"hinted": {"invalid_variable_error": 2}}
+        assert r["samples_without_reward"] == 0  # invalid_variable_error is the sample's fault: reward 0
     rows = get(service, f"{base}/4")["data"]
     assert [(r["index"], r["sample"]) for r in rows] == [
         (line["index"], line["sample"]) for line in read_eval_run(eval_run_path(evals, 4))
@@ -55,6 +61,12 @@ def test_eval_runs_show_each_steps_samples_and_grader_errors(page: Page, service
     flagged = [r for r in step2 if any(r["errors"].values())]
     assert [r["index"] for r in flagged] == [1, 3]  # odd rows have no hint
     expect(page.locator("#eval-count")).to_have_text(f"{len(flagged)} of 4 samples")
+    # The summary table shows the endpoint's numbers.
+    for r in runs:
+        sel = f'#eval-runs-table tr[data-step="{r["step"]}"]'
+        expect(page.locator(f"{sel} .with-errors")).to_have_text(str(r["samples_with_errors"]))
+        expect(page.locator(f"{sel} .without-reward")).to_have_text(str(r["samples_without_reward"]))
+        assert shown_float(page, f"{sel} td:nth-child(3)") == r["reward_mean"]
     for r in flagged:
         sel = f'#eval-samples tr[data-index="{r["index"]}"]'
         expect(page.locator(f"{sel} .sample")).to_have_text(r["sample"])

@@ -80,6 +80,21 @@ def test_the_jobs_list_and_the_job_page_show_the_api_values(page: Page, service:
         shown[tuple(cells[:4])] = (cells[4], float(rate or "nan"))
     assert shown == expected
 
+    # Samples without a reward (a grading fault or a grader that does not apply): every non-zero count.
+    unrewarded = {
+        (str(d["step"]), split, grader): c["count"]
+        for d in data
+        for split, table in (("train", d.get("no_reward")), ("valid", d.get("valid_no_reward")))
+        for grader, c in (table or {}).items()
+        if c["count"]
+    }
+    assert "valid_no_reward" in data[-1]  # the loop reports it (all zero here: every failure is the sample's)
+    rows_shown = [r.locator("td").all_inner_texts() for r in page.locator("#no-reward-table tbody tr").all()]
+    shown_unrewarded = {tuple(cells[:3]): int(cells[3]) for cells in rows_shown}
+    assert shown_unrewarded == unrewarded
+    if not unrewarded:
+        expect(page.locator("#all-rewarded")).to_be_visible()
+
     # Kept checkpoints, as the checkpoints API lists them.
     checkpoints = service.sdk.fine_tuning.jobs.checkpoints.list(finished_job, limit=10).data
     assert len(checkpoints) == 2  # validation at steps 2 and 4 (step 0 makes none)

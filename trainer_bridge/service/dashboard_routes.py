@@ -3,7 +3,8 @@
 ```
 GET /v1/gradekit/fine_tuning/jobs/{id}/eval_runs                      one summary per validation step, in order
 GET /v1/gradekit/fine_tuning/jobs/{id}/eval_runs/{step} ?limit&after  that step's samples (prompt, item, the
-                                                                      model's sample, reward, sub-rewards, flags)
+                                                                      model's sample, reward, sub-rewards, flags,
+                                                                      why it got no reward)
 ```
 
 An eval run is the `evals/step-N.jsonl` file `RFTJob` writes at each validation step; each of its lines is
@@ -35,19 +36,21 @@ def _flagged(line: dict[str, Any]) -> dict[str, str]:
 
 
 def summary(step: int, lines: list[dict[str, Any]]) -> dict[str, Any]:
-    """One eval run in brief: sample count, reward mean, samples with an error, and error counts per grader."""
+    """One eval run in brief: sample count, reward mean (over the samples that got a reward), samples with an
+    error, samples without a reward (docs/no-reward.md), and error counts per grader."""
     errors: dict[str, dict[str, int]] = {}
     for line in lines:
         for grader, flag in _flagged(line).items():
             counts = errors.setdefault(grader, {})
             counts[flag] = counts.get(flag, 0) + 1
-    rewards = [float(line["reward"]) for line in lines]
+    rewards = [float(line["reward"]) for line in lines if not line.get("no_reward")]
     return {
         "object": "gradekit.eval_run",
         "step": step,
         "samples": len(lines),
         "reward_mean": sum(rewards) / len(rewards) if rewards else None,
         "samples_with_errors": sum(1 for line in lines if _flagged(line)),
+        "samples_without_reward": sum(1 for line in lines if line.get("no_reward")),
         "errors": errors,
     }
 

@@ -32,13 +32,14 @@ export class RewardChart {
     const options = {
       width: Math.max(320, this.el.clientWidth || 800),
       height: 260,
-      scales: { x: { time: false } },
+      // Rewards are mostly in [0, 1]: keep that range in view (a flat 0 line would otherwise get 0..100).
+      scales: { x: { time: false }, y: { range: (_u, min, max) => [Math.min(0, min ?? 0), Math.max(1, max ?? 1)] } },
       series: [
         { label: "step" },
         { label: "train_reward_mean", stroke: "#2f5bd3", width: 2, spanGaps: true },
         { label: "valid_reward_mean", stroke: "#d97706", width: 2, spanGaps: true, points: { show: true, size: 6 } },
       ],
-      axes: [{ label: "step" }, { label: "reward" }],
+      axes: [{ label: "step", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] }, { label: "reward" }],
     };
     this.plot = new uPlot(options, data, this.el);
   }

@@ -20,8 +20,9 @@ function promptOf(row) {
 
 function flagChips(row) {
   const flagged = Object.entries(row.errors ?? {}).filter(([, flag]) => flag);
-  if (!flagged.length) return h("span", { class: "muted" }, "none");
-  return flagged.map(([grader, flag]) => h("span", { class: "flag", dataset: { grader } }, `${grader}: ${flag}`));
+  const chips = flagged.map(([grader, flag]) => h("span", { class: "flag", dataset: { grader } }, `${grader}: ${flag}`));
+  if (row.no_reward) chips.push(h("span", { class: "flag no-reward" }, `no reward: ${row.no_reward}`));
+  return chips.length ? chips : h("span", { class: "muted" }, "none");
 }
 
 function subRewards(row) {
@@ -31,7 +32,7 @@ function subRewards(row) {
 }
 
 function matches(row, filter, threshold) {
-  if (filter === "errors") return Object.values(row.errors ?? {}).some(Boolean);
+  if (filter === "errors") return Boolean(row.no_reward) || Object.values(row.errors ?? {}).some(Boolean);
   if (filter === "low") return Number(row.reward) < threshold;
   return true;
 }
@@ -92,7 +93,7 @@ export async function evalsPage(main, [jobId], params) {
   };
 
   const summary = table(
-    [["Step", "num"], ["Samples", "num"], ["reward_mean", "num"], ["With errors", "num"], ["Errors by grader"]],
+    [["Step", "num"], ["Samples", "num"], ["reward_mean", "num"], ["With errors", "num"], ["No reward", "num"], ["Errors by grader"]],
     runs.data.map((r) => ({
       props: { dataset: { step: r.step } },
       cells: [
@@ -100,6 +101,7 @@ export async function evalsPage(main, [jobId], params) {
         String(r.samples),
         num(r.reward_mean),
         h("span", { class: "with-errors" }, String(r.samples_with_errors)),
+        h("span", { class: "without-reward" }, String(r.samples_without_reward ?? 0)),
         Object.entries(r.errors).flatMap(([g, flags]) =>
           Object.entries(flags).map(([flag, n]) => h("span", { class: "flag" }, `${g}: ${flag} ×${n}`)),
         ),
@@ -129,7 +131,7 @@ export async function evalsPage(main, [jobId], params) {
       "Show ",
       select(
         "eval-filter",
-        [["all", "all samples"], ["errors", "samples with a grader error"], ["low", "reward below the threshold"]],
+        [["all", "all samples"], ["errors", "samples with a grader error or no reward"], ["low", "reward below the threshold"]],
         filter,
         (v) => go({ filter: v }),
       ),
@@ -154,7 +156,7 @@ export async function evalsPage(main, [jobId], params) {
   const body = shown.map((row) => {
     const out = h("div", { class: "regrade" });
     const cells = [
-      `${row.index}.${row.sample_index}`,
+      row.sample_index ? `${row.index} (${row.sample_index + 1})` : String(row.index),
       h("div", { class: "text prompt" }, promptOf(row)),
       h("pre", { class: "item" }, JSON.stringify(row.item ?? null, null, 1)),
       h("div", { class: "text sample" }, row.sample),
@@ -173,7 +175,7 @@ export async function evalsPage(main, [jobId], params) {
     cells.push(
       h("div", {}, grader ? h("button", { class: "regrade-button", type: "button", onclick: () => regrade(grader, row, out) }, "details") : "", out),
     );
-    const flagged = Object.values(row.errors ?? {}).some(Boolean);
+    const flagged = Boolean(row.no_reward) || Object.values(row.errors ?? {}).some(Boolean);
     return { props: { class: flagged ? "has-error" : null, dataset: { index: row.index, sample: row.sample_index } }, cells };
   });
   main.replaceChildren(

@@ -64,13 +64,29 @@ function errorRows(metrics, jobId) {
   return rows;
 }
 
+/** One row per (step, split, grader) that gave some samples no reward (docs/no-reward.md). */
+function noRewardRows(metrics) {
+  const rows = [];
+  for (const m of metrics) {
+    for (const [split, table_] of [["train", m.no_reward], ["valid", m.valid_no_reward]]) {
+      for (const [grader, { count, rate }] of Object.entries(table_ ?? {})) {
+        if (!count) continue;
+        rows.push({ props: { dataset: { step: m.step, split, grader } }, cells: [String(m.step), split, grader, String(count), num(rate)] });
+      }
+    }
+  }
+  return rows;
+}
+
 export async function jobPage(main, [jobId], _params, onError) {
   const factsEl = h("dl", { class: "facts", id: "job-facts" });
   const controlError = h("span", { class: "error", id: "control-error" });
-  const buttons = Object.fromEntries(Object.keys(CONTROLS).map((name) => [name, h("button", { id: name }, name)]));
+  const label = (name) => name[0].toUpperCase() + name.slice(1);
+  const buttons = Object.fromEntries(Object.keys(CONTROLS).map((name) => [name, h("button", { id: name }, label(name))]));
   const chartEl = h("div", { id: "reward-chart" });
   const meansEl = h("div", { id: "grader-means" });
   const errorsEl = h("div", { id: "grader-errors" });
+  const noRewardEl = h("div", { id: "no-reward" });
   const checkpointsEl = h("div", { id: "checkpoints" });
   const eventsEl = h("ol", { class: "events", id: "events" });
   main.replaceChildren(
@@ -85,6 +101,7 @@ export async function jobPage(main, [jobId], _params, onError) {
     h("section", { class: "card" }, h("h2", {}, "Reward"), chartEl),
     h("section", { class: "card" }, h("h2", {}, "Per-grader reward means (latest)"), meansEl),
     h("section", { class: "card" }, h("h2", {}, "Grader errors by step"), errorsEl),
+    h("section", { class: "card" }, h("h2", {}, "Samples that got no reward, by step"), noRewardEl),
     h("section", { class: "card" }, h("h2", {}, "Kept checkpoints"), checkpointsEl),
     h("section", { class: "card" }, h("h2", {}, "Events (newest first)"), eventsEl),
   );
@@ -116,6 +133,14 @@ export async function jobPage(main, [jobId], _params, onError) {
             { id: "errors-table" },
           )
         : h("p", { class: "muted", id: "no-errors" }, "No grader errors so far."),
+    );
+    const unrewarded = noRewardRows(metrics);
+    noRewardEl.replaceChildren(
+      unrewarded.length
+        ? table([["Step", "num"], ["Split"], ["Grader"], ["Samples", "num"], ["Rate", "num"]], unrewarded, {
+            id: "no-reward-table",
+          })
+        : h("p", { class: "muted", id: "all-rewarded" }, "Every sample got a reward so far."),
     );
     checkpointsEl.replaceChildren(
       checkpoints.length
