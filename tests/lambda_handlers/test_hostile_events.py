@@ -112,7 +112,7 @@ def test_metric_names_over_cloudwatchs_limit_do_not_fail_the_batch(capsys: pytes
     assert flags(out[0]) == ["invalid_variable_error"]
     emf = next(r for r in records(capsys.readouterr().out) if "_aws" in r)
     names = {m["Name"] for m in emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
-    assert names == {"samples", "reward_mean", f"errors.{long_name}"[:255]}
+    assert names == {"samples", "reward_mean", "no_reward_samples", f"errors.{long_name}"[:255]}
 
 
 def test_a_deep_event_text_is_one_clear_error_and_deep_samples_are_flagged_rows() -> None:
@@ -166,7 +166,8 @@ def test_the_deadline_keeps_every_finished_sample_of_a_chunk() -> None:
     event = [sample(str(i), "hang" if i == 1 else "fast") for i in range(4)]
     out = strict(handler(event, Context(remaining_ms=500)))
     assert [o["aggregate_reward_score"] for o in out] == [1.0, 0.0, 1.0, 1.0]
-    assert [flags(o) for o in out] == [[], ["unresponsive_reward_error"], [], []]
+    # the unfinished sample got no reward: its flag and the no_reward metric (docs/no-reward.md)
+    assert [flags(o) for o in out] == [[], ["unresponsive_reward_error", "no_reward"], [], []]
 
 
 SLEEPER = {
@@ -189,7 +190,7 @@ def test_a_warm_container_grades_its_next_batch_after_a_deadline() -> None:
         handler = bedrock_reward_handler(SLEEPER, env=Env(python=pool), safety_margin=0.0, service="test-hostile-warm")
         first = strict(handler([sample("0", "done"), sample("1", "hang")], Context(remaining_ms=3000)))
         assert [o["aggregate_reward_score"] for o in first] == [1.0, 0.0]
-        assert [flags(o) for o in first] == [[], ["unresponsive_reward_error"]]
+        assert [flags(o) for o in first] == [[], ["unresponsive_reward_error", "no_reward"]]
         second = strict(handler([sample("2", "done"), sample("3", "done")], Context(remaining_ms=30_000)))
         assert [o["aggregate_reward_score"] for o in second] == [1.0, 1.0]
         assert [flags(o) for o in second] == [[], []]
