@@ -311,11 +311,25 @@ def test_openrlhf_says_which_samples_got_no_reward() -> None:
 # --- Bedrock's Lambda --------------------------------------------------------------------------------------------
 
 
-def test_the_lambda_answers_zero_with_a_no_reward_metric() -> None:
+def test_the_lambda_answers_zero_with_a_no_reward_metric(capsys: pytest.CaptureFixture[str]) -> None:
     from gradekit.lambda_handlers.handler import bedrock_reward_handler
 
-    event = [{"id": t, "messages": [{"role": "assistant", "content": t}]} for t in ("yes", "maybe")]
-    out = bedrock_reward_handler(maybe)(event, None)
+    event = [{"id": t, "messages": [{"role": "assistant", "content": t}]} for t in ("yes", "maybe", "no")]
+    out = bedrock_reward_handler(maybe, service="test-no-reward")(event, None)
+    emf = next(r for r in map(json.loads, capsys.readouterr().out.splitlines()) if "_aws" in r)
+    # EMF: the reward mean is over the graded two, the third is counted
+    assert (emf["samples"], emf["reward_mean"], emf["no_reward_samples"], emf["no_reward.maybe"]) == (
+        [3.0],
+        [0.5],
+        [1.0],
+        [1.0],
+    )
+    assert out[2] == {
+        "id": "no",
+        "aggregate_reward_score": 0.0,
+        "metrics_list": [{"name": "maybe", "value": 0.0, "type": "Reward"}],
+    }
+    out = out[:2]  # the graded "no" is a plain 0; below, the graded "yes" and the ungraded "maybe"
     assert out == [
         {
             "id": "yes",
