@@ -360,3 +360,14 @@ def test_the_cli_report_shows_the_no_reward_samples() -> None:
         "failed samples      1 (25.0%)",
         "no reward           2 (50.0%)",
     ]
+
+
+def test_assert_reward_never_takes_no_reward_for_a_zero() -> None:
+    from gradekit.graders.testing import GraderAssertionError, assert_reward
+
+    assert_reward(maybe, "no", expected=0.0)
+    with pytest.raises(GraderAssertionError) as caught:
+        assert_reward(maybe, "maybe", expected=0.0)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "expected reward 0.0, got no reward (not_applicable)"
+    assert "  no reward: not_applicable (maybe: not_applicable)" in lines

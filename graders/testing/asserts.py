@@ -78,6 +78,9 @@ def explain(
         lines.append(f"  calculate_output: {g.calculate_output!r}")
     flags = r.errors.flags()
     lines.append(f"  errors: {', '.join(flags) if flags else 'none'}")
+    if r.metadata.no_reward is not None:  # the 0.0 above is no grade (docs/no-reward.md)
+        missing = ", ".join(f"{k}: {v}" for k, v in r.metadata.no_reward.graders.items())
+        lines.append(f"  no reward: {r.metadata.no_reward.reason} ({missing})")
     for name, failure in r.metadata.scores.get("error_details", {}).items():
         lines.append(f"    {name}: {failure['flag']}: {failure['message']}")
     for field in (
@@ -105,11 +108,16 @@ def assert_reward(
     sub_rewards: Mapping[str, float] | None = None,
     env: Env | None = None,
 ) -> RunResult:
-    """Grade one sample and assert its reward (and, if given, exact error flags and sub-rewards)."""
+    """Grade one sample and assert its reward (and, if given, exact error flags and sub-rewards).
+
+    A sample that got no reward (docs/no-reward.md) never matches an expected reward, 0 included.
+    """
     g = load_grader(grader)
     r = run(g, model_sample, item, env=env)
     wrong = []
-    if expected is not None and not math.isclose(r.reward, expected, rel_tol=0.0, abs_tol=abs):
+    if expected is not None and r.metadata.no_reward is not None:
+        wrong.append(f"expected reward {expected!r}, got no reward ({r.metadata.no_reward.reason})")
+    elif expected is not None and not math.isclose(r.reward, expected, rel_tol=0.0, abs_tol=abs):
         wrong.append(f"expected reward {expected!r} (abs={abs}), got {r.reward!r}")
     if errors is not None and sorted(errors) != sorted(r.errors.flags()):
         wrong.append(f"expected error flags {sorted(errors)}, got {sorted(r.errors.flags())}")
