@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from openai.types.fine_tuning.alpha import GraderRunResponse
 
 from gradekit.graders import Env, FunctionGrader, GradingError, grader, run, run_batch, validate
 from gradekit.graders.aggregate import Aggregate
@@ -257,6 +258,9 @@ def test_graders_run_keeps_openais_keys_and_adds_no_reward_only_when_there_is_no
     assert "no_reward" not in graded["metadata"]
     status, skipped = post_json(app, RUN_PATH, {"grader": py, "model_sample": "skip"})
     assert status == 200
+    # the openai SDK reads it as OpenAI's response, the extension key as an extra field of `metadata`
+    sdk = GraderRunResponse.model_validate(skipped)
+    assert sdk.reward == 0.0 and sdk.metadata.model_extra == {"no_reward": skipped["metadata"]["no_reward"]}
     no_reward = skipped["metadata"].pop("no_reward")
     assert no_reward == {"reason": "not_applicable", "graders": {"py": "not_applicable"}}
     # every other key is OpenAI's, as for a graded sample: reward 0, no flag
