@@ -43,7 +43,11 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--valid", metavar="FILE", help="validation file (same format; default: validate on the training file)"
     )
-    p.add_argument("--model", default="tiny-local", help="tiny-local (default) or a local Hugging Face model folder")
+    p.add_argument(
+        "--model",
+        help="smollm2-135m-instruct (the default when installed, else tiny-local), tiny-local, a local Hugging Face "
+        "model folder or a Hub id (docs/models.md)",
+    )
     for name, kind in _HYPER.items():
         p.add_argument(
             f"--{name.replace('_', '-')}", type=number_arg(kind, words=("auto",)), default="auto", metavar="N|auto"

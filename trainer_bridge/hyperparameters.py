@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .catalogue import AutoOptions, auto_options
 
 __all__ = [
     "BEDROCK_NAMES",
@@ -116,7 +118,8 @@ class Hyperparameters(BaseModel):
 
     def resolve(self, n_train: int, options: LoopOptions | None = None) -> Resolved:
         """Concrete values for a training file of `n_train` rows (`"auto"` chosen as documented in the README)."""
-        options = options or LoopOptions()
+        # Options not filled for a model take the tiny model's values.
+        options = (options or LoopOptions()).with_auto(auto_options(0))
         for name in ("n_epochs", "batch_size", "eval_interval", "eval_samples", "max_completion_tokens"):
             value = getattr(self, name)
             if value != "auto" and value < 1:
@@ -161,20 +164,27 @@ class Hyperparameters(BaseModel):
 
 @dataclass(frozen=True)
 class LoopOptions:
-    """Settings of gradekit's loop that OpenAI does not expose (defaults suit the tiny local model)."""
+    """Settings of gradekit's loop that OpenAI does not expose; None is "auto": chosen by the model's size."""
 
-    group_size: int = 8  # completions sampled per prompt at compute_multiplier 1
-    max_completion_tokens: int = 32  # at reasoning_effort medium
-    learning_rate: float | None = None  # base rate; None: 1e-3 for tiny-local, 1e-5 for other models
-    temperature: float = 1.0
+    group_size: int | None = None  # completions sampled per prompt at compute_multiplier 1
+    max_completion_tokens: int | None = None  # at reasoning_effort medium
+    learning_rate: float | None = None  # base rate (AdamW)
+    temperature: float | None = None  # sampling temperature of training rollouts and validation
     clip_epsilon: float = 0.2
     kl_beta: float = 0.0  # > 0 keeps a frozen reference model and adds a KL penalty
+    lora_rank: int = 0  # > 0 trains LoRA adapters of this rank (peft) on every linear layer instead of all weights
+    lora_alpha: float = 16.0  # LoRA's scale numerator: adapters are scaled by lora_alpha / lora_rank
     update_epochs: int = 1  # policy updates per sampled batch (clipping matters only above 1)
     grading_chunks: int = 2  # the batch is generated in this many parts so grading overlaps generation
 
     def to_json(self) -> dict[str, Any]:
         """The options as a JSON object."""
         return asdict(self)
+
+    def with_auto(self, auto: AutoOptions) -> LoopOptions:
+        """These options with each "auto" (None) setting taken from `auto` (`catalogue.auto_options`)."""
+        chosen = {k: getattr(auto, k) for k in asdict(auto) if getattr(self, k) is None}
+        return replace(self, **chosen)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from gradekit.graders import BatchResult, Env, Grader, validate
 from gradekit.graders.api import GraderLike
 from gradekit.runtime.engine import Backend, Engine
 
+from .catalogue import auto_options, default_model, display_name, unavailable
 from .checkpoints import Checkpoint, CheckpointStore, Snapshots
 from .completions import to_sample
 from .data import DataError, Row, load_rows
@@ -41,7 +42,7 @@ from .grpo import grpo_update
 from .hyperparameters import Hyperparameters, LoopOptions, Resolved
 from .metrics import grading_tables, train_metrics, valid_metrics
 from .plot import plot_rewards
-from .policy import TINY_MODEL, Policy, Rollout
+from .policy import Policy, Rollout
 
 if TYPE_CHECKING:
     from torch.optim import Optimizer
@@ -55,8 +56,8 @@ ORGANIZATION = "org-gradekit-local"
 
 
 def base_model_name(model: str | os.PathLike[str]) -> str:
-    """The name a local base model goes by when none is given: `tiny-local`, or its folder's name."""
-    return TINY_MODEL if os.fspath(model) == TINY_MODEL else Path(model).name
+    """The name a base model goes by when none is given: its catalogue name or Hub id, or its folder's name."""
+    return display_name(model)
 
 
 def fine_tuned_model_name(base: str, suffix: str | None, job_id: str) -> str:
@@ -115,14 +116,16 @@ class JobError(RuntimeError):
 class RFTJob:
     """A reinforcement fine-tuning job on a local model: `run()` trains; `pause()`/`cancel()` stop it.
 
-    `model` is `"tiny-local"` (a small Qwen2 built from a config, vocabulary from the data) or a local Hugging
-    Face model directory; `model_name` is the base name the fine-tuned model's name carries (default: `tiny-local`
-    or the folder's name). `hyperparameters` take OpenAI's names (`n_epochs`, `batch_size`, ...; `"auto"` allowed).
+    `model` is a name of the model catalogue (`smollm2-135m-instruct`, the default when installed, else
+    `tiny-local`; a local Hugging Face model folder; a Hub id); `model_name` is the base name the fine-tuned
+    model's name carries (default: the catalogue name, or the folder's name). Loop options left "auto" (None) are
+    chosen for the model's size (`catalogue.auto_options`). `hyperparameters` take OpenAI's names (`n_epochs`,
+    `batch_size`, ...; `"auto"` allowed).
     """
 
     def __init__(
         self,
-        model: str | os.PathLike[str] = TINY_MODEL,
+        model: str | os.PathLike[str] | None = None,
         grader: GraderLike | None = None,
         training_file: str | os.PathLike[str] | None = None,
         validation_file: str | os.PathLike[str] | None = None,
@@ -143,7 +146,7 @@ class RFTJob:
         if grader is None or training_file is None or validation_file is None:
             raise TypeError("RFTJob needs a grader, a training_file and a validation_file")
         self.id = job_id or f"ftjob-{secrets.token_hex(12)}"
-        self.model = os.fspath(model)
+        self.model = os.fspath(model) if model is not None else default_model()
         self.model_name = model_name or base_model_name(self.model)
         self.grader: Grader = validate(grader)
         self.training_file = os.fspath(training_file)
@@ -306,7 +309,7 @@ class RFTJob:
             finished_at=int(time.time()),
         )
 
-    def _load_data(self) -> tuple[list[Row], list[Row], Resolved]:
+    def _load_data(self) -> tuple[list[Row], list[Row]]:
         self._update(status="validating_files")
         self.events_log.emit("Validating training file and validation file")
         try:
@@ -317,28 +320,39 @@ class RFTJob:
             valid = load_rows(self.validation_file, what="validation file")
         except (DataError, OSError) as e:
             raise JobError("invalid_validation_file", str(e), "validation_file") from None
+        return train, valid
+
+    def _resolve(self, n_train: int) -> Resolved:
+        """The run's concrete settings: loop options left "auto" are chosen for the loaded model's size."""
+        self.options = self.options.with_auto(auto_options(self.policy.n_parameters))
         try:
-            resolved = self.hyperparameters.resolve(len(train), self.options)
+            return self.hyperparameters.resolve(n_train, self.options)
         except ValueError as e:
             raise JobError("invalid_hyperparameters", str(e), "hyperparameters") from None
-        return train, valid, resolved
 
     def _run(self, fresh: bool) -> dict[str, Any]:
         import torch
 
-        train, valid, res = self._load_data()
-        self.res, self.train_rows, self.valid_rows = res, train, valid
-        self.record["gradekit"]["resolved"] = res.to_json()
+        train, valid = self._load_data()
+        problem = unavailable(self.model)
+        if problem is not None:
+            raise JobError("model_not_found", problem, "model")
         snapshot = self.snapshots.current()
         if snapshot is not None:
             self.policy = Policy.load(snapshot)
-            self.policy.name = Path(self.model).name
+            self.policy.name = display_name(self.model)
         else:
             texts = [t for row in [*train, *valid] for t in row.texts]
             self.policy = Policy.load(self.model, texts=texts, seed=self.seed)
-        base_lr = res.learning_rate or (1e-3 if self.model == TINY_MODEL else 1e-5)
+        res = self._resolve(len(train))
+        self.res, self.train_rows, self.valid_rows = res, train, valid
+        self.record["gradekit"]["resolved"] = res.to_json()
+        if self.options.lora_rank > 0 and not self.policy.is_lora:
+            self.policy.add_lora(self.options.lora_rank, self.options.lora_alpha)
+        base_lr = res.learning_rate or self.options.learning_rate
+        trained = [p for p in self.policy.model.parameters() if p.requires_grad]  # with LoRA: the adapters only
         self.optimizer: Optimizer = torch.optim.AdamW(
-            self.policy.model.parameters(), lr=base_lr * res.learning_rate_multiplier, weight_decay=0.0
+            trained, lr=base_lr * res.learning_rate_multiplier, weight_decay=0.0
         )
         self.reference = self._reference(snapshot)
         # Every row is prompted once per epoch: render each prompt once (keyed by the row object, which lives as

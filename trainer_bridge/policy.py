@@ -8,18 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .catalogue import LORA_BASE, TINY_MODEL, display_name, load_model, lora_base, quiet_peft
 from .data import Row
-from .tiny import build_tiny_model, build_tokenizer
 
 if TYPE_CHECKING:
     from torch import Tensor
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = ["TINY_MODEL", "Policy", "Rollout"]
-
-#: The model name that builds a small Qwen2 from a config, with a word-level tokenizer over the job's data.
-TINY_MODEL = "tiny-local"
-_PLAIN_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
 
 
 @dataclass
@@ -39,46 +35,60 @@ class Rollout:
 
 
 class Policy:
-    """A causal LM with its tokenizer; `load` takes `tiny-local` or a local Hugging Face model directory."""
+    """A causal LM with its tokenizer; `load` takes any name of the model catalogue (`catalogue.load_model`)."""
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str) -> None:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        name: str,
+        base: dict[str, Any] | None = None,
+    ) -> None:
         from transformers.utils import logging
 
         logging.disable_progress_bar()  # no bars for writing and loading these small checkpoints
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
+        self.base = base or {"model": name, "seed": 0}  # what a LoRA adapter of this policy applies to
 
     @classmethod
     def load(cls, model: str | os.PathLike[str], *, texts: list[str] | None = None, seed: int = 0) -> Policy:
-        """The policy named `model`; `texts` give `tiny-local` its vocabulary."""
-        if os.fspath(model) == TINY_MODEL:
-            tokenizer = build_tokenizer(texts or [])
-            return cls(build_tiny_model(tokenizer, seed=seed), tokenizer, TINY_MODEL)
-        path = Path(model)
-        if not (path / "config.json").is_file():
-            raise ValueError(
-                f"model {os.fspath(model)!r} is neither {TINY_MODEL!r} nor a local Hugging Face model directory "
-                "(a folder with config.json); gradekit never downloads weights"
-            )
-        from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+        """The policy named `model` (a name of the model catalogue); `texts` give `tiny-local` its vocabulary."""
+        lm, tokenizer = load_model(model, texts=texts, seed=seed)
+        adapter = Path(model) / LORA_BASE
+        base = json.loads(adapter.read_text(encoding="utf-8")) if adapter.is_file() else lora_base(model, seed)
+        return cls(lm, tokenizer, display_name(model), base)
 
-        # AutoTokenizer would pick the model type's own tokenizer class (Qwen2's byte-level BPE) for a folder
-        # whose tokenizer is a plain `tokenizers` one, such as tiny-local's word-level tokenizer.
-        config = path / "tokenizer_config.json"
-        plain = config.is_file() and json.loads(config.read_text()).get("tokenizer_class") in _PLAIN_TOKENIZERS
-        loader = PreTrainedTokenizerFast if plain else AutoTokenizer
-        tokenizer = loader.from_pretrained(path, local_files_only=True)
-        tokenizer.padding_side = "left"
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        lm = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype="float32")
-        return cls(lm, tokenizer, path.name)
+    @property
+    def is_lora(self) -> bool:
+        """Whether the model is trained through LoRA adapters (a peft model)."""
+        return hasattr(self.model, "peft_config")
+
+    def add_lora(self, rank: int, alpha: float) -> None:
+        """Freeze the model and train low-rank adapters of every linear layer instead (peft's LoRA)."""
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(r=rank, lora_alpha=alpha, target_modules="all-linear", task_type="CAUSAL_LM")
+        with quiet_peft():
+            self.model = get_peft_model(self.model, config)
+
+    def merge(self) -> None:
+        """Fold the LoRA adapters into the weights: a plain model again, saved as a full model folder."""
+        if self.is_lora:
+            self.model = self.model.merge_and_unload()
+
+    @property
+    def n_parameters(self) -> int:
+        """The number of weights of the model."""
+        return sum(p.numel() for p in self.model.parameters())
 
     def save(self, path: Path) -> None:
-        """Write the model and tokenizer as a Hugging Face model directory."""
+        """Write the model and tokenizer as a Hugging Face model directory (with LoRA: the adapter and its base)."""
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
+        if self.is_lora:
+            (Path(path) / LORA_BASE).write_text(json.dumps(self.base), encoding="utf-8")
 
     def prompt_ids(self, row: Row) -> list[int]:
         """The token ids of a row's prompt, ending where the assistant's reply begins."""
@@ -89,11 +99,19 @@ class Policy:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def sample(
-        self, prompts: list[list[int]], n: int, *, max_new_tokens: int, temperature: float, top_p: float = 1.0
+        self,
+        prompts: list[list[int]],
+        n: int,
+        *,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float = 1.0,
+        streamer: Any = None,
     ) -> Rollout:
         """`n` completions of each prompt (rows of one prompt are contiguous); temperature 0 decodes greedily.
 
         Sampling draws from the full distribution (no top-k), so training's log-probs are those of the sampler.
+        `streamer` (a transformers streamer, one prompt and n=1) receives the tokens as they are generated.
         """
         import torch
 
@@ -115,6 +133,7 @@ class Policy:
                 max_new_tokens=max_new_tokens,
                 pad_token_id=pad,
                 eos_token_id=eos,
+                streamer=streamer,
                 **(sampling if temperature > 0 else {"do_sample": False}),
             )
         completion = out[:, width:]

@@ -1,4 +1,4 @@
-"""A short supervised warm start: teach a policy an answer format before RFT (used by the demo's base model)."""
+"""A short supervised warm start: teach a policy an answer format before RFT (the demos' base models)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def warm_start(
     examples = []
     for row, target in zip(rows, targets, strict=True):
         prompt = policy.prompt_ids(row)
-        reply = [*tok(" " + target, add_special_tokens=False)["input_ids"], tok.eos_token_id]
+        reply = [*tok(target, add_special_tokens=False)["input_ids"], tok.eos_token_id]
         examples.append((prompt, reply))
     rng = random.Random(seed)
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=learning_rate)

@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..catalogue import CATALOGUE
+
 __all__ = ["CONFIG_ENV", "DEFAULT_DATA_DIR", "ConfigError", "ServiceConfig"]
 
 #: The environment variable naming the service's config file; without it `gradekit serve` uses the default
@@ -50,8 +52,9 @@ class ServiceConfig(BaseModel):
 
     data_dir: Path = Field(description="where the database, uploaded files and job runs live")
     base_models: dict[str, str] = Field(
-        default_factory=lambda: {"tiny-local": "tiny-local"},
-        description="model name clients use -> 'tiny-local' or a local Hugging Face model folder",
+        default_factory=dict,
+        description="more base models: the name clients use -> a catalogue name, a local Hugging Face model folder "
+        "or a Hub id (the installed catalogue models, smollm2-135m-instruct and tiny-local, are always served)",
     )
     lambda_graders: dict[str, Any] = Field(
         default_factory=dict,
@@ -153,7 +156,7 @@ class ServiceConfig(BaseModel):
             looks_like_path = value.endswith((".json", ".yaml", ".yml")) or (root / path).is_dir()
             return str(root / path) if looks_like_path and not path.is_absolute() else value
 
-        models = {k: v if v == "tiny-local" else resolve(v) for k, v in self.base_models.items()}
+        models = {k: v if v in CATALOGUE else resolve(v) for k, v in self.base_models.items()}
         graders = {k: resolve(v) if isinstance(v, str) else v for k, v in self.lambda_graders.items()}
         data_dir = self.data_dir if self.data_dir.is_absolute() else root / self.data_dir
         return self.model_copy(update={"data_dir": data_dir, "base_models": models, "lambda_graders": graders})

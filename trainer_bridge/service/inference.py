@@ -3,20 +3,23 @@
 Models are loaded with `Policy.load` (a local Hugging Face folder; `tiny-local` is built for the request, its
 vocabulary from the request's own text, so a tiny base model answers at random) and kept in a small LRU cache.
 Generation runs one request at a time (the CPU is shared with training): greedy at `temperature` 0, else
-sampled with `temperature` and `top_p`; `seed` makes a sample repeatable. Streaming is not supported.
+sampled with `temperature` and `top_p`; `seed` makes a sample repeatable. A chat completion with `stream` true
+is answered as Server-Sent Events (`chat.completion.chunk` objects, then `data: [DONE]`) while it is generated.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gradekit.runtime.server import APIError
@@ -39,6 +42,7 @@ class _Sampling(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     seed: int | None = None
     stream: bool | None = None
+    stream_options: dict[str, Any] | None = None
 
 
 class ChatRequest(_Sampling):
@@ -157,17 +161,11 @@ class Inference:
 
     # --- generation ---------------------------------------------------------------------------------------
 
-    def _generate(
-        self, policy: Policy, prompt: list[int], body: _Sampling, *, n: int, max_tokens: int | None, default: int
-    ) -> list[_Generated]:
-        import torch
-
-        tok = policy.tokenizer
-        if not prompt:
-            prompt = [tok.eos_token_id]
+    def _budget(self, policy: Policy, prompt: list[int], max_tokens: int | None, default: int) -> int:
+        """The tokens a reply may have; `context_length_exceeded` when the prompt leaves none."""
         context = int(getattr(policy.model.config, "max_position_embeddings", 2048))
         wanted = min(max_tokens or default, self.config.max_inference_tokens)
-        budget = min(wanted, context - len(prompt))
+        budget = min(wanted, context - max(1, len(prompt)))
         if budget < 1:
             raise APIError(
                 400,
@@ -175,12 +173,31 @@ class Inference:
                 param="messages",
                 code="context_length_exceeded",
             )
+        return budget
+
+    def _generate(
+        self,
+        policy: Policy,
+        prompt: list[int],
+        body: _Sampling,
+        *,
+        n: int,
+        max_tokens: int | None,
+        default: int,
+        streamer: Any = None,
+    ) -> list[_Generated]:
+        import torch
+
+        tok = policy.tokenizer
+        budget = self._budget(policy, prompt, max_tokens, default)
+        if not prompt:
+            prompt = [tok.eos_token_id]
         temperature = 1.0 if body.temperature is None else body.temperature
         with torch.random.fork_rng(devices=[]):
             if body.seed is not None:
                 torch.manual_seed(body.seed)
             rollout = policy.sample(
-                [prompt], n, max_new_tokens=budget, temperature=temperature, top_p=body.top_p or 1.0
+                [prompt], n, max_new_tokens=budget, temperature=temperature, top_p=body.top_p or 1.0, streamer=streamer
             )
         results = []
         for text, row, mask in zip(
@@ -202,20 +219,25 @@ class Inference:
     @staticmethod
     def _no_stream(body: _Sampling) -> None:
         if body.stream:
-            raise APIError(400, "Streaming is not supported by this server; send stream=false.", param="stream")
+            raise APIError(
+                400, "Streaming is supported by /v1/chat/completions only; send stream=false.", param="stream"
+            )
 
-    def chat(self, body: ChatRequest) -> dict[str, Any]:
-        """A `chat.completion` object."""
-        self._no_stream(body)
+    def chat(self, body: ChatRequest) -> dict[str, Any] | StreamingResponse:
+        """A `chat.completion` object, or with `stream` its chunks as Server-Sent Events."""
         ref = self._ref(body.model)
         messages = _messages(body.messages, "messages")
         n = body.n or 1
+        if body.stream and n > 1:
+            raise APIError(400, "Invalid value for 'n': streaming answers one choice; send n=1.", param="n")
+        max_tokens = body.max_completion_tokens or body.max_tokens
         with self._lock:
             policy = self._policy(ref, [m["content"] for m in messages])
             prompt = self._chat_prompt(policy, messages, body.tools)
-            generated = self._generate(
-                policy, prompt, body, n=n, max_tokens=body.max_completion_tokens or body.max_tokens, default=256
-            )
+            if body.stream:
+                self._budget(policy, prompt, max_tokens, 256)  # a bad request fails before the stream starts
+                return _sse(self._chat_chunks(policy, prompt, body, max_tokens))
+            generated = self._generate(policy, prompt, body, n=n, max_tokens=max_tokens, default=256)
         choices = []
         for i, g in enumerate(generated):
             text, stopped = _cut(g.text, body.stop)
@@ -236,6 +258,58 @@ class Inference:
             "usage": _usage(len(prompt), sum(g.tokens for g in generated)),
             "system_fingerprint": None,
         }
+
+    def _chat_chunks(
+        self, policy: Policy, prompt: list[int], body: ChatRequest, max_tokens: int | None
+    ) -> Iterator[dict[str, Any]]:
+        """`chat.completion.chunk` objects: the role, the text as it is generated, the finish reason (and usage)."""
+        from transformers import TextIteratorStreamer
+
+        base = {
+            "id": f"chatcmpl-{secrets.token_hex(12)}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.model,
+            "system_fingerprint": None,
+        }
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+        with self._lock:
+            streamer = TextIteratorStreamer(policy.tokenizer, skip_prompt=True, skip_special_tokens=True)
+            outcome: dict[str, Any] = {}
+
+            def generate() -> None:
+                try:
+                    (outcome["generated"],) = self._generate(
+                        policy, prompt, body, n=1, max_tokens=max_tokens, default=256, streamer=streamer
+                    )
+                except BaseException as e:  # the stream just ends: its HTTP status is already sent
+                    outcome["error"] = e
+                    streamer.end()
+
+            worker = threading.Thread(target=generate, name="gradekit-stream", daemon=True)
+            worker.start()
+            try:
+                yield chunk({"role": "assistant", "content": "", "refusal": None})
+                text = _StreamedText(body.stop)
+                for piece in streamer:
+                    delta = text.add(piece)
+                    if delta:
+                        yield chunk({"content": delta})
+                worker.join()
+                rest = text.finish()
+                if rest:
+                    yield chunk({"content": rest})
+                generated: _Generated | None = outcome.get("generated")
+                finish = "stop" if text.stopped or generated is None else generated.finish_reason
+                yield chunk({}, finish)
+                options = body.stream_options or {}
+                if options.get("include_usage") and generated is not None:
+                    yield {**base, "choices": [], "usage": _usage(len(prompt), generated.tokens)}
+            finally:
+                worker.join()  # after a client went away, the next request still waits for this generation
 
     def complete(self, body: CompletionRequest) -> dict[str, Any]:
         """A `text_completion` object (one choice per prompt and `n`)."""
@@ -321,6 +395,49 @@ class Inference:
                 "total_tokens": usage["total_tokens"],
             },
         }
+
+
+class _StreamedText:
+    """A reply arriving in pieces: what can be sent so far, so that the pieces join to the non-streamed text.
+
+    That text is stripped and cut at the first stop sequence, so trailing whitespace and a possible start of a
+    stop sequence are held back until more text shows what they are.
+    """
+
+    def __init__(self, stop: str | list[str] | None) -> None:
+        self.stop = stop
+        self.hold = max((len(s) for s in ([stop] if isinstance(stop, str) else stop or [])), default=1) - 1
+        self.text = ""
+        self.sent = 0
+        self.stopped = False
+
+    def add(self, piece: str) -> str:
+        """The text that can be sent now that `piece` arrived."""
+        if self.stopped:
+            return ""
+        self.text = (self.text + piece).lstrip()
+        cut, self.stopped = _cut(self.text, self.stop)
+        ready = len(cut) if self.stopped else max(self.sent, len(cut.rstrip()) - self.hold)
+        return self._send(cut[:ready])
+
+    def finish(self) -> str:
+        """The rest of the text once generation is over."""
+        return self._send(_cut(self.text.strip(), self.stop)[0])
+
+    def _send(self, upto: str) -> str:
+        delta, self.sent = upto[self.sent :], max(self.sent, len(upto))
+        return delta
+
+
+def _sse(chunks: Iterator[dict[str, Any]]) -> StreamingResponse:
+    """Chunks as Server-Sent Events in OpenAI's form: `data: <json>` each, then `data: [DONE]`."""
+
+    def events() -> Iterator[str]:
+        for c in chunks:
+            yield f"data: {json.dumps(c, ensure_ascii=False)}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:

@@ -20,10 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gradekit.runtime.server import APIError
 
+from .. import catalogue
 from ..events import EventLog, read_events
 from ..hyperparameters import Hyperparameters, SettingNamedTwice, canonical_names
 from ..job import fine_tuned_model_name, job_object
-from ..policy import TINY_MODEL
 from .config import ServiceConfig
 from .files import Files
 from .grading import GraderProblem, normalise_grader, resolve_grader
@@ -188,7 +188,7 @@ class Jobs:
         hyper = _hyperparameters(body)
         base = self.models.resolve(body.model)
         if base is None or CHECKPOINT_MARK in body.model:
-            known = ", ".join(sorted(self.config.base_models)) or "none"
+            known = ", ".join(self.models.base_models()) or "none"
             raise APIError(
                 400,
                 f"The model `{body.model}` does not exist or cannot be fine-tuned here "
@@ -196,12 +196,10 @@ class Jobs:
                 param="model",
                 code="model_not_found",
             )
-        if base.path != TINY_MODEL and not (Path(base.path) / "config.json").is_file():
+        problem = catalogue.unavailable(base.path)
+        if problem is not None:
             raise APIError(
-                400,
-                f"The model `{body.model}` maps to {base.path}, which is not a Hugging Face model folder.",
-                param="model",
-                code="model_not_found",
+                400, f"The model `{body.model}` cannot be loaded: {problem}", param="model", code="model_not_found"
             )
         if body.suffix is not None and (":" in body.suffix or not body.suffix.isprintable()):
             message = "Invalid value for 'suffix': it may not contain ':' or control characters."

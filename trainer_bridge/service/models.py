@@ -1,7 +1,8 @@
-"""Model names the service knows: configured base models, each succeeded job's model, each kept checkpoint.
+"""Model names the service knows: base models, each succeeded job's model, each kept checkpoint.
 
 ```
-<base>                                   a name in the config's base_models ("tiny-local" or a model folder)
+<base>                                   a catalogue model installed here (smollm2-135m-instruct, tiny-local) or a
+                                         name in the config's base_models (-> a catalogue name, model folder or Hub id)
 ft:<base>:<suffix or gradekit>:<job>     a succeeded job's final model (<run>/final)
 ft:...:<job>:ckpt-step-<N>               a kept checkpoint of that job (<run>/checkpoints/step-N), even mid-run
 ```
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..catalogue import available
 from .config import ServiceConfig
 from .store import JobRow, Store
 
@@ -25,7 +27,7 @@ _STARTED = 0  # base models have no creation time of their own
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A servable model: its public name, where its weights are (`tiny-local` or a folder), who owns it."""
+    """A servable model: its public name, where its weights are (a catalogue name, a folder), who owns it."""
 
     name: str
     path: str
@@ -70,10 +72,15 @@ class Models:
             str(row.spec["base"]),
         )
 
+    def base_models(self) -> dict[str, str]:
+        """Base model name -> what `catalogue.load_model` loads: the config's names, then the installed catalogue."""
+        return {**self.config.base_models, **{n: n for n in available() if n not in self.config.base_models}}
+
     def resolve(self, name: str) -> ModelRef | None:
         """The model called `name`, or None."""
-        if name in self.config.base_models:
-            return ModelRef(name, self.config.base_models[name], "gradekit", _STARTED, name)
+        bases = self.base_models()
+        if name in bases:
+            return ModelRef(name, bases[name], "gradekit", _STARTED, name)
         if not name.startswith("ft:"):
             return None
         if CHECKPOINT_MARK in name:
@@ -93,7 +100,7 @@ class Models:
 
     def list(self) -> list[ModelRef]:
         """Every servable model: base models, then each job's model and checkpoints (oldest job first)."""
-        refs = [ModelRef(n, p, "gradekit", _STARTED, n) for n, p in self.config.base_models.items()]
+        refs = [ModelRef(n, p, "gradekit", _STARTED, n) for n, p in self.base_models().items()]
         for row in self.store.jobs():
             if row.status == "succeeded":
                 refs.append(self._fine_tuned(row))
