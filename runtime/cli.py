@@ -330,11 +330,6 @@ FAIL_FAST_ROWS = 20
 #: Default of `--max-error-rate`: a run in which more than half of the rows failed exits 1.
 MAX_ERROR_RATE = 0.5
 
-#: Flags a row gets when the grading infrastructure failed it (a Lambda invoke, a model endpoint, a sandbox).
-_INFRA_FLAGS = frozenset(
-    {"other_error", "python_grader_server_error", "model_grader_server_error", "unresponsive_reward_error"}
-)
-
 
 class _Breaker:
     """Stops a run whose first calls all fail alike (refused, no credentials, 401/403, a missing function)."""
@@ -490,8 +485,9 @@ def _infra_failure(graded: Graded) -> tuple[bool, str | None]:
     notes = graded.batch.notes[graded.position]
     if notes is None or not notes.failures:
         return True, None
-    for flag, message in notes.failures.values():
-        if flag in _INFRA_FLAGS:
+    # the grading's faults (a Lambda invoke, a model endpoint, a sandbox), as SampleNotes classifies them
+    for grader, (flag, message) in notes.failures.items():
+        if notes.unrewarded.get(grader) == "grading_error":
             return False, f"{flag}: {message}"
     if all(flag == "sample_parse_error" for flag, _ in notes.failures.values()):
         return False, None  # failed before any call (a bad line, a failed sample): says nothing either way
