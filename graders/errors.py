@@ -62,13 +62,20 @@ class GraderValidationError(ValueError):
 
 
 class GradingError(Exception):
-    """Raised inside grading code to fail one sample with a named OpenAI error flag."""
+    """Raised inside grading code to fail one sample with a named OpenAI error flag.
 
-    def __init__(self, flag: ErrorFlag, message: str, detail: str | None = None) -> None:
+    `no_reward` overrides what the flag says about whose fault it is (`is_grading_fault`): True for the grading's
+    (the sample gets no reward), False for the sample's (reward 0); None keeps the flag's classification.
+    """
+
+    def __init__(
+        self, flag: ErrorFlag, message: str, detail: str | None = None, *, no_reward: bool | None = None
+    ) -> None:
         super().__init__(message)
         self.flag: ErrorFlag = flag
         self.message = message
         self.detail = detail
+        self.no_reward = no_reward
 
 
 def truncate_detail(text: str, limit: int = MAX_DETAIL_CHARS) -> str:

@@ -190,7 +190,7 @@ class FunctionGrader(Grader):
             else:
                 out.rewards[i] = reward
         except GradingError as e:
-            out.fail(i, self.name, e.flag, e.message, e.detail)
+            out.fail(i, self.name, e.flag, e.message, e.detail, no_reward=e.no_reward)
         except Exception as e:  # a returned mapping or Score whose access raises
             self._fail(out, i, e)
         if scores:
@@ -198,7 +198,7 @@ class FunctionGrader(Grader):
 
     def _fail(self, out: Outcome, i: int, exc: BaseException) -> None:
         if isinstance(exc, GradingError):
-            out.fail(i, self.name, exc.flag, exc.message, exc.detail)
+            out.fail(i, self.name, exc.flag, exc.message, exc.detail, no_reward=exc.no_reward)
         else:
             out.fail(i, self.name, "python_grader_runtime_error", exception_text(exc), format_exception(exc))
 

@@ -242,7 +242,7 @@ class PythonGrader(Grader):
                     continue
                 out.rewards[i] = coerce_reward(call.value)
             except GradingError as e:
-                out.fail(i, self.name, e.flag, e.message, e.detail)
+                out.fail(i, self.name, e.flag, e.message, e.detail, no_reward=e.no_reward)
         return out
 
 
@@ -343,7 +343,7 @@ class _ModelGrader(Grader):
             if usage:
                 note.token_usage = usage.get("total_tokens")
             if g.error is not None:
-                out.fail(i, self.name, g.error.flag, g.error.message, g.error.detail)
+                out.fail(i, self.name, g.error.flag, g.error.message, g.error.detail, no_reward=g.error.no_reward)
                 continue
             out.rewards[i] = self._reward(g.result, g.label, note.scores)
             if g.steps:

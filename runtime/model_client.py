@@ -356,6 +356,9 @@ def interpret(grader: ScoreModel | LabelModel, completion: dict[str, Any]) -> Mo
 
 # retries
 
+#: Judge statuses that refuse the request one sample made (bad request, too large, unprocessable): reward 0.
+SAMPLE_REFUSED = frozenset({400, 413, 422})
+
 
 def retry_after_seconds(headers: Mapping[str, str] | None, now: float | None = None) -> float | None:
     """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date), or None."""
@@ -628,8 +631,14 @@ class OpenAIModelClient:
             detail = _status_detail(e, url)
             if _retryable(e.status_code):
                 raise _Retryable(f"HTTP {e.status_code}", detail, retry_after_seconds(e.response.headers)) from None
+            # The judge refused the request this sample made (too long for its context, say): the sample's fault,
+            # reward 0, else a policy would escape grading by breaking the judge. Other statuses (401, 403, 404)
+            # are the grading's (docs/no-reward.md).
             raise GradingError(
-                "model_grader_server_error", f"judge model request failed: HTTP {e.status_code}", detail
+                "model_grader_server_error",
+                f"judge model request failed: HTTP {e.status_code}",
+                detail,
+                no_reward=False if e.status_code in SAMPLE_REFUSED else None,
             ) from None
         except (openai.APITimeoutError, TimeoutError):
             raise _Retryable(

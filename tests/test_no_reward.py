@@ -11,7 +11,7 @@ from openai.types.fine_tuning.alpha import GraderRunResponse
 from gradekit.graders import Env, FunctionGrader, GradingError, grader, run, run_batch, validate
 from gradekit.graders.aggregate import Aggregate
 from gradekit.graders.errors import ERROR_FLAGS, GRADING_FAULTS, is_grading_fault
-from gradekit.runtime.fake_llm import FakeLLM, Judge, Malformed, RateLimited, Refusal, ServerError
+from gradekit.runtime.fake_llm import FakeLLM, Judge, Malformed, RateLimited, Refusal, ServerError, Status
 from gradekit.runtime.model_client import OpenAIModelClient
 from gradekit.runtime.sandbox import SandboxPool
 from gradekit.runtime.server import RUN_PATH, create_app
@@ -52,6 +52,18 @@ def test_each_flag_is_either_reward_zero_or_no_reward(flag: str) -> None:
         assert r.rewarded and r.metadata.no_reward is None
 
 
+def test_grading_code_may_say_whose_fault_a_failure_is() -> None:
+    @grader(name="own_http")
+    def own_http(sample: dict[str, Any], item: Any) -> float:
+        if sample["output_text"] == "timeout":  # e.g. its own service timed out: not the sample's fault
+            raise GradingError("other_error", "service timed out", no_reward=True)
+        raise GradingError("model_grader_server_error", "the service refused this answer", no_reward=False)
+
+    res = run_batch(own_http, ["timeout", "refused"])
+    assert res.rewards_or_none() == [None, 0.0]
+    assert [res.error_flags(i) for i in range(2)] == [["other_error"], ["model_grader_server_error"]]
+
+
 def test_sample_faults_stay_zero_with_their_flag() -> None:
     # A template variable the answer lacks, and invalid JSON from the model read by a grader: the sample's fault.
     check = {"type": "string_check", "input": "{{ item.missing }}", "reference": "a", "operation": "eq"}
@@ -76,24 +88,44 @@ def test_a_judge_that_cannot_be_reached_gives_no_reward_one_that_answers_badly_g
         "model": "m",
         "input": [{"role": "user", "content": "Grade: {{ sample.output_text }}"}],
     }
-    replies = {"a": Judge(0.75), "b": RateLimited(), "c": ServerError(), "d": Refusal(), "e": Malformed()}
+    too_long = Status(400, "This model's maximum context length is 128000 tokens.")
+    replies = {
+        "a": Judge(0.75),
+        "b": RateLimited(),
+        "c": ServerError(),
+        "d": Refusal(),
+        "e": Malformed(),
+        "f": too_long,
+        "g": Status(401, "Incorrect API key provided"),
+    }
 
     def script(body: dict[str, Any], n: int) -> Any:
         return replies[body["messages"][-1]["content"].removeprefix("Grade: ")]
 
     with FakeLLM(script) as llm, OpenAIModelClient(base_url=llm.base_url, max_retries=0) as client:
         res = run_batch(judge, list(replies), env=Env(model=client))
-    assert res.rewards == [0.75, 0.0, 0.0, 0.0, 0.0]
-    assert [res.error_flags(i) for i in range(5)] == [
+    assert res.rewards == [0.75, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    assert [res.error_flags(i) for i in range(7)] == [
         [],
         ["model_grader_server_error"],
         ["model_grader_server_error"],
         ["model_grader_refusal_error"],
         ["model_grader_parse_error"],
+        ["model_grader_server_error"],
+        ["model_grader_server_error"],
     ]
-    # 429 and 500 are the judge's transport: no reward. A refusal or an unreadable verdict is about this sample.
-    assert [res.no_reward(i) for i in range(5)] == [None, "grading_error", "grading_error", None, None]
-    assert res.rewards_or_none() == [0.75, None, None, 0.0, 0.0]
+    # 429 and 500 are the judge's transport, 401 its configuration: no reward. A refusal, an unreadable verdict or
+    # a request the judge refuses as too long (400) are about this sample: 0, so a policy cannot dodge the judge.
+    assert [res.no_reward(i) for i in range(7)] == [
+        None,
+        "grading_error",
+        "grading_error",
+        None,
+        None,
+        None,
+        "grading_error",
+    ]
+    assert res.rewards_or_none() == [0.75, None, None, 0.0, 0.0, 0.0, None]
 
 
 def test_an_embedding_endpoint_that_failed_gives_no_reward() -> None:
