@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench install clean mutate
+.PHONY: demo test lint bench install clean mutate docs
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -45,6 +45,10 @@ mutate: $(STAMP)
 		-W ignore::UserWarning --gremlins --gremlin-targets=graders/$(m).py --gremlin-no-coverage-filter --gremlin-workers=2 \
 		--gremlin-report=console,json $(MUTATE_TESTS_$(m)) && mv coverage/gremlins/gremlins.json build/mutation-$(m).json \
 		|| status=1;) rm -rf coverage/gremlins build/.coverage-mutate*; rmdir coverage 2>/dev/null; exit $$status
+
+# The documentation site (docs/, mkdocs.yml) into build/site; strict: a broken link or API reference fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
