@@ -18,7 +18,8 @@ API_KEY = "dashboard-test-key"
 #: Text the pages must show as text: run as markup, it would set window.__xss.
 XSS = '<script>window.__xss = 1</script><img src="data:," onerror="window.__xss = 2">'
 #: The routing grader plus a sub-grader reading `item.hint`, which only even rows have: odd rows get
-#: `invalid_variable_error` from it (an error flag on known samples at every step).
+#: `invalid_variable_error` from it (an error flag on known samples at every step); and a python sub-grader that
+#: does not apply (returns None) to validation rows marked `skip` (row 2): those get no reward.
 GRADER: dict[str, Any] = {
     "type": "multi",
     "name": "routing",
@@ -37,6 +38,11 @@ GRADER: dict[str, Any] = {
             "reference": "{{ item.hint }}",
             "operation": "ilike",
         },
+        "applies": {
+            "type": "python",
+            "name": "applies",
+            "source": "def grade(sample, item):\n    return None if item.get('skip') else 1.0\n",
+        },
     },
     "calculate_output": "team",
 }
@@ -44,7 +50,7 @@ GRADER: dict[str, Any] = {
 
 def write_data(root: Path) -> tuple[Path, Path]:
     """8 training rows and 4 validation rows of the ticket-routing example; even rows get a `hint` and a `note`
-    holding XSS, and the first validation prompt holds XSS too."""
+    holding XSS, validation row 2 a `skip`, and the first validation prompt holds XSS too."""
     train, valid = write_task(root, n_train=8, n_valid=4)
     for path in (train, valid):
         rows = [json.loads(line) for line in path.read_text().splitlines()]
@@ -52,6 +58,8 @@ def write_data(root: Path) -> tuple[Path, Path]:
             if i % 2 == 0:
                 row["hint"] = row["team"][:3]
                 row["note"] = XSS
+            if i % 4 == 2 and path == valid:  # (a training step whose samples all get none would pause the job)
+                row["skip"] = True
         if path == valid:
             rows[0]["messages"][-1]["content"] = f"My order {XSS} never arrived."
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -43,10 +43,12 @@ def test_eval_runs_show_each_steps_samples_and_grader_errors(page: Page, service
     for r in runs:
         lines = read_eval_run(eval_run_path(evals, r["step"]))
         assert r["samples"] == len(lines) == 4
-        assert r["reward_mean"] == sum(line["reward"] for line in lines) / 4
+        assert [line["no_reward"] for line in lines] == [None, None, "not_applicable", None]  # row 2 is skipped
+        rewarded = [line["reward"] for line in lines if line["no_reward"] is None]
+        assert r["reward_mean"] == sum(rewarded) / 3
         assert r["reward_mean"] == pytest.approx(valid_means[r["step"]], abs=1e-12)  # the step's valid_reward_mean
         assert r["samples_with_errors"] == 2 and r["errors"] == {"hinted": {"invalid_variable_error": 2}}
-        assert r["samples_without_reward"] == 0  # invalid_variable_error is the sample's fault: reward 0
+        assert r["samples_without_reward"] == 1
     rows = get(service, f"{base}/4")["data"]
     assert [(r["index"], r["sample"]) for r in rows] == [
         (line["index"], line["sample"]) for line in read_eval_run(eval_run_path(evals, 4))
@@ -58,19 +60,20 @@ def test_eval_runs_show_each_steps_samples_and_grader_errors(page: Page, service
     expect(page.locator("#eval-step")).to_have_value("2")
     expect(page.locator("#eval-filter")).to_have_value("errors")
     step2 = get(service, f"{base}/2")["data"]
-    flagged = [r for r in step2 if any(r["errors"].values())]
-    assert [r["index"] for r in flagged] == [1, 3]  # odd rows have no hint
+    flagged = [r for r in step2 if any(r["errors"].values()) or r["no_reward"]]
+    assert [r["index"] for r in flagged] == [1, 2, 3]  # odd rows have no hint, row 2 got no reward
     expect(page.locator("#eval-count")).to_have_text(f"{len(flagged)} of 4 samples")
+    for r in flagged:
+        sel = f'#eval-samples tr[data-index="{r["index"]}"]'
+        expect(page.locator(f"{sel} .sample")).to_have_text(r["sample"])
+        expected = "no reward: not_applicable" if r["index"] == 2 else "hinted: invalid_variable_error"
+        expect(page.locator(f"{sel} .flags .flag")).to_have_text(expected)
     # The summary table shows the endpoint's numbers.
     for r in runs:
         sel = f'#eval-runs-table tr[data-step="{r["step"]}"]'
         expect(page.locator(f"{sel} .with-errors")).to_have_text(str(r["samples_with_errors"]))
         expect(page.locator(f"{sel} .without-reward")).to_have_text(str(r["samples_without_reward"]))
         assert shown_float(page, f"{sel} td:nth-child(3)") == r["reward_mean"]
-    for r in flagged:
-        sel = f'#eval-samples tr[data-index="{r["index"]}"]'
-        expect(page.locator(f"{sel} .sample")).to_have_text(r["sample"])
-        expect(page.locator(f"{sel} .flags .flag")).to_have_text("hinted: invalid_variable_error")
 
     # Every sample of step 4, with its reward, sub-rewards and flags as the API answers them.
     page.select_option("#eval-step", "4")
@@ -83,6 +86,7 @@ def test_eval_runs_show_each_steps_samples_and_grader_errors(page: Page, service
         for name, sub in r["sub_rewards"].items():
             assert shown_float(page, f'{sel} div[data-grader="{name}"]') == sub
         flags = [f"{g}: {f}" for g, f in r["errors"].items() if f]
+        flags += [f"no reward: {r['no_reward']}"] if r["no_reward"] else []
         if flags:
             assert page.locator(f"{sel} .flags .flag").all_inner_texts() == flags
         else:
