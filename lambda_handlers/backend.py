@@ -249,18 +249,21 @@ class LambdaBackend:
             raise _Failed(f"Lambda {self.function} returned a malformed result for this row: {entry!r:.300}")
         sub: dict[str, float] = {}
         note: SampleNotes | None = None
-        for metric in metrics:
-            if not isinstance(metric, Mapping):
-                continue
+        entries = [m for m in metrics if isinstance(m, Mapping)]
+        # A gradekit Lambda marks a sample it gave no reward with a `no_reward` metric: whose fault its flags were
+        # is what the Lambda decided, not what the flags alone would say.
+        no_reward = any(m.get("type") == "Metric" and m.get("name") == "no_reward" and m.get("value") for m in entries)
+        for metric in entries:
             name, value, kind = metric.get("name"), metric.get("value"), metric.get("type")
             if kind == "Reward" and name in self._sub_keys and isinstance(value, int | float):
                 sub[name] = float(value)
             elif kind == "Metric" and name in ERROR_FLAGS and value:
                 note = note or SampleNotes()
-                note.fail(grader.name, name, f"{name} reported by Lambda {self.function} (its logs say why)")
-            elif kind == "Metric" and name == "no_reward" and value:  # a gradekit Lambda's no-reward sample
-                note = note or SampleNotes()
-                note.skip(grader.name)
+                message = f"{name} reported by Lambda {self.function} (its logs say why)"
+                note.fail(grader.name, name, message, no_reward=no_reward)
+        if no_reward:
+            note = note or SampleNotes()
+            note.skip(grader.name)  # no flag came with it: the grader did not apply
         return float(score), note, sub
 
     async def _invoke(self, parts: list[bytes]) -> dict[str, Any] | str:

@@ -382,9 +382,15 @@ def test_a_no_reward_metric_comes_back_as_no_reward() -> None:
             "aggregate_reward_score": 0.0,
             "metrics_list": [{"name": "no_reward", "value": 1.0, "type": "Metric"}],
         },
+        {  # a judge that refused this sample's request: its flag, but a reward (0) the Lambda gave
+            "id": "3",
+            "aggregate_reward_score": 0.0,
+            "metrics_list": [{"name": "model_grader_server_error", "value": 1.0, "type": "Metric"}],
+        },
     ]
     with HandlerAPI(reply=json.dumps(reply).encode()) as api:
-        result = grade(api.url, ["a", "b", "c"], [None] * 3)
-    assert result.rewards_or_none() == [1.0, None, None]
-    assert [result.no_reward(i) for i in range(3)] == [None, "grading_error", "not_applicable"]
-    assert flags(result) == [[], ["unresponsive_reward_error"], []]
+        result = grade(api.url, ["a", "b", "c", "d"], [None] * 4)
+    # whose fault a flag was is what the Lambda decided (its no_reward metric), not what the flag alone says
+    assert result.rewards_or_none() == [1.0, None, None, 0.0]
+    assert [result.no_reward(i) for i in range(4)] == [None, "grading_error", "not_applicable", None]
+    assert flags(result) == [[], ["unresponsive_reward_error"], [], ["model_grader_server_error"]]
