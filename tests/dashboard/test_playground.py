@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,8 +127,24 @@ def test_the_playground_shows_the_api_result_as_text_and_saves_a_test_case(
     assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout + run.stderr
 
 
-def test_validation_errors_appear_next_to_their_field(page: Page, url: str) -> None:
+def test_the_page_is_public_and_the_api_behind_it_is_not(url: str) -> None:
+    for path in ("/", "/dashboard/js/app.js", "/dashboard/vendor/uplot/LICENSE"):
+        with urllib.request.urlopen(f"{url}{path}", timeout=30) as r:
+            assert r.status == 200
+    assert http_post(f"{url}{RENDER_PATH}", {"grader": GRADER, "model_sample": "x"})[0] == 401
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(f"{url}/dashboard/../v1/models", timeout=30)
+    caught.value.close()
+    assert caught.value.code in (401, 404)  # never the API answered through the public prefix
+
+
+def test_validation_errors_appear_next_to_their_field(page: Page, url: str, tmp_path: Path) -> None:
     log_in(page, url, "/playground")
+    # A grader loaded from a file fills the grader field.
+    loaded = tmp_path / "echo.json"
+    loaded.write_text(json.dumps(GRADER, indent=2))
+    page.set_input_files("#pg-grader-file", str(loaded))
+    expect(page.locator("#pg-grader")).to_have_value(loaded.read_text())
     bad = json.loads(json.dumps(GRADER))
     bad["graders"]["same"]["operation"] = "equals"
     fill(page, bad, "yes", {"answer": "yes"})
