@@ -131,3 +131,10 @@ def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
     out = subprocess.run(mkdocs, cwd=tmp_path, env=block_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode != 0
     assert "no-such-page.md" in out.stderr
+
+
+def test_the_readme_links_resolve_and_reach_every_page() -> None:
+    readme = PAGES["README.md"].read_text(encoding="utf-8")
+    relative = [t for t in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme) if not re.match(r"[a-z]+://", t)]
+    assert [t for t in relative if not (ROOT / t).exists()] == []
+    assert {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")} <= set(relative)
