@@ -1,6 +1,6 @@
 """`OpenAIModelClient` throughput against bare async HTTP requests to the same fake OpenAI endpoint.
 
-The fake LLM (`gradekit.runtime.fake_llm`) runs in its own process so server and client do not share a GIL.
+The fake LLM (`gradekit.testing.fake_llm`) runs in its own process so server and client do not share a GIL.
 Both sides send the same request bodies with the same concurrency and decode the JSON responses; the
 client also goes through the `openai` SDK, parses the verdicts and runs its retry and concurrency
 machinery. Runs alternate between the two sides (best of `REPEAT` each) so load from other processes hits
@@ -45,7 +45,7 @@ def start_server(delay: float) -> tuple[subprocess.Popen[str], str]:
     """The fake LLM in a subprocess (bounded in requests and lifetime), and its base URL."""
     args = ["--delay", str(delay), "--max-requests", "100000", "--max-lifetime", "600"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gradekit.runtime.fake_llm", *args], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "gradekit.testing.fake_llm", *args], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()

@@ -11,10 +11,10 @@ from openai.types.fine_tuning.alpha import GraderRunResponse
 from gradekit.graders import Env, FunctionGrader, GradingError, grader, run, run_batch, validate
 from gradekit.graders.aggregate import Aggregate
 from gradekit.graders.errors import ERROR_FLAGS, GRADING_FAULTS, is_grading_fault
-from gradekit.runtime.fake_llm import FakeLLM, Judge, Malformed, RateLimited, Refusal, ServerError, Status
 from gradekit.runtime.model_client import OpenAIModelClient
 from gradekit.runtime.sandbox import SandboxPool
 from gradekit.runtime.server import RUN_PATH, create_app
+from gradekit.testing.fake_llm import FakeLLM, Judge, Malformed, RateLimited, Refusal, ServerError, Status
 from gradekit.trainer_bridge.openrlhf_rewards import to_openrlhf
 from gradekit.trainer_bridge.trl_rewards import to_trl
 from gradekit.trainer_bridge.verl_rewards import to_verl_batch

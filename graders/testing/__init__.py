@@ -1,4 +1,7 @@
-"""gradekit.testing: unit-test graders with `assert_reward`, or from `*.grader-tests.yaml` case files."""
+"""gradekit.testing: unit-test graders with `assert_reward` or `*.grader-tests.yaml` case files, against `FakeLLM`.
+
+`gradekit.testing.fake_llm.FakeLLM` is a scripted OpenAI-compatible judge server for tests of model graders.
+"""
 
 from __future__ import annotations
 

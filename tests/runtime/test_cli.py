@@ -313,7 +313,8 @@ def test_serve_passes_its_options(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_sample_from_an_openai_compatible_endpoint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake_llm = pytest.importorskip("gradekit.runtime.fake_llm")
+    from gradekit.testing import fake_llm
+
     data_rows = [json.loads(x) for x in lines(DATA)]
     data_rows[0]["response_format"] = {"type": "json_object"}
     data = tmp_path / "data.jsonl"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gradekit.runtime import cli
-from gradekit.runtime.fake_llm import FakeLLM, Status, Text
+from gradekit.testing.fake_llm import FakeLLM, Status, Text
 
 GRADER = {
     "type": "string_check",

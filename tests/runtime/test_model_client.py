@@ -20,7 +20,16 @@ import pytest
 
 from gradekit.graders import Env, GradingError, LabelModel, Multi, ScoreModel, run_batch
 from gradekit.runtime import model_client
-from gradekit.runtime.fake_llm import (
+from gradekit.runtime.model_client import (
+    PLACEHOLDER_API_KEY,
+    OpenAIModelClient,
+    label_instruction,
+    parse_label,
+    parse_score,
+    retry_after_seconds,
+    score_instruction,
+)
+from gradekit.testing.fake_llm import (
     ContentFilter,
     Delay,
     FakeLLM,
@@ -33,15 +42,6 @@ from gradekit.runtime.fake_llm import (
     Status,
     Text,
     embed_text,
-)
-from gradekit.runtime.model_client import (
-    PLACEHOLDER_API_KEY,
-    OpenAIModelClient,
-    label_instruction,
-    parse_label,
-    parse_score,
-    retry_after_seconds,
-    score_instruction,
 )
 
 SERVED = "judge-model-2026-01-01"

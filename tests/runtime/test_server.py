@@ -15,9 +15,10 @@ import pytest
 from fastapi import FastAPI
 
 from gradekit.graders import Env
-from gradekit.runtime import fake_llm, server
+from gradekit.runtime import server
 from gradekit.runtime.model_client import OpenAIModelClient
 from gradekit.runtime.server import APIError, create_app, running
+from gradekit.testing import fake_llm
 
 from ..http import post
 

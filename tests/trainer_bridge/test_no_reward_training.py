@@ -17,8 +17,8 @@ import torch
 
 from gradekit.graders import Env, grader, validate
 from gradekit.runtime.engine import Engine
-from gradekit.runtime.fake_llm import Delay, FakeLLM, Judge, RateLimited, ServerError
 from gradekit.runtime.model_client import OpenAIModelClient
+from gradekit.testing.fake_llm import Delay, FakeLLM, Judge, RateLimited, ServerError
 from gradekit.trainer_bridge import RFTJob
 from gradekit.trainer_bridge.grading import BackgroundGrader
 from gradekit.trainer_bridge.grpo import group_advantages, grpo_update, rewards_tensor

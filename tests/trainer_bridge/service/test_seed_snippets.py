@@ -26,7 +26,7 @@ from openai.types.responses import Response
 
 from gradekit.graders.errors import ERROR_FLAGS
 from gradekit.lambda_handlers import bedrock_reward_handler
-from gradekit.runtime.fake_llm import FakeLLM, Judge
+from gradekit.testing.fake_llm import FakeLLM, Judge
 
 from ...lambda_handlers.bundles import JsonPostServer
 from ..rft_task import GRADER, write_task

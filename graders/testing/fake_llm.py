@@ -9,7 +9,7 @@ assert llm.count == 2
 
 It is a FastAPI app served by real uvicorn on 127.0.0.1 in a background thread, so the real `openai` SDK
 talks to it over real HTTP. It is bounded: it answers at most `max_requests` chat requests (then 503) and
-shuts itself down after `max_lifetime` seconds. `python -m gradekit.runtime.fake_llm` serves one in its own
+shuts itself down after `max_lifetime` seconds. `python -m gradekit.testing.fake_llm` serves one in its own
 process (for benchmarks) and prints its base URL.
 """
 
@@ -462,7 +462,7 @@ class FakeLLM:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve a fake LLM in this process until its lifetime or request budget ends; print its base URL."""
-    parser = argparse.ArgumentParser(prog="python -m gradekit.runtime.fake_llm", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m gradekit.testing.fake_llm", description=main.__doc__)
     parser.add_argument("--reply", default='{"result": 1.0, "steps": []}', help="content of every answer")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before each answer")
     parser.add_argument("--max-requests", type=int, default=1_000_000)
