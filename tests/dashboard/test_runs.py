@@ -3,6 +3,7 @@ openai SDK reads them) and the same pages, with or without the fine-tuning servi
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import openai
@@ -11,6 +12,7 @@ from playwright.sync_api import Page, expect
 
 from gradekit.runtime.cli import RUNS_ENV, main
 from gradekit.runtime.server import create_app, running
+from gradekit.trainer_bridge.service.runs import RunFolders
 
 from ..trainer_bridge.service.helpers import client, serving
 from .conftest import Service
@@ -66,3 +68,20 @@ def test_run_folders_beside_the_service_and_a_missing_folder(
 
     assert main(["serve", "--runs", str(tmp_path / "nope")]) == 1
     assert capsys.readouterr().err == f"gradekit: error: --runs {tmp_path / 'nope'}: no such folder\n"
+
+
+def test_a_folder_of_runs_lists_only_readable_runs_and_filters_by_metadata(
+    service: Service, finished_job: str, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    shutil.copytree(service.data_dir / "jobs" / finished_job, runs / "a")
+    (runs / "notes").mkdir()  # no job.json: not a run
+    (runs / "torn").mkdir()
+    (runs / "torn" / "job.json").write_text('{"id": "ftjob-torn", ')  # being written: skipped, no error
+    folders = RunFolders(runs)
+    assert folders.folders() == {finished_job: runs / "a"}
+    assert [j["id"] for j in folders.list(10, None, {})["data"]] == [finished_job]
+    assert folders.list(10, None, {"team": "support"})["data"] == []
+    assert "gradekit" not in folders.get(finished_job)  # gradekit's own section of job.json stays private
+    assert RunFolders(runs / "a").folders() == {finished_job: runs / "a"}  # a run folder itself
+    assert RunFolders(tmp_path / "missing").folders() == {}
