@@ -296,6 +296,15 @@ class Jobs:
         """The job object."""
         return self.row(job_id).object
 
+    def has(self, job_id: str) -> bool:
+        """Whether there is a job `job_id`."""
+        return self.store.get_job(job_id) is not None
+
+    def run_dir(self, job_id: str) -> Path:
+        """The job's run folder (events, eval runs, checkpoints); 404 when there is no such job."""
+        self.row(job_id)
+        return self.models.run_dir(job_id)
+
     def list(self, limit: int, after: str | None, metadata: dict[str, str]) -> dict[str, Any]:
         """A page of jobs, newest first."""
         if after is not None:

@@ -46,7 +46,7 @@ from .inference import ChatRequest, CompletionRequest, Inference, ResponseReques
 from .jobs import MAX_LIMIT, CreateJobRequest, Jobs
 from .models import Models
 from .progress import ProgressLog
-from .runs import Combined, JobSource, RunFolders, ServiceJobs, runs_dir_from_env
+from .runs import Combined, JobSource, RunFolders, runs_dir_from_env
 from .store import FINAL_STATUSES, Store
 from .worker import WorkerProcess
 
@@ -150,10 +150,10 @@ def _jobs(request: Request) -> JobSource:
     """The jobs the API serves: the service's, the run folders' (`--runs`), or both; 404 when neither."""
     runs_dir = getattr(request.app.state, "runs_dir", None)
     if runs_dir is None:
-        return ServiceJobs(_service(request).jobs)
+        return _service(request).jobs
     service = getattr(request.app.state, "fine_tuning", None)
     runs = RunFolders(runs_dir)
-    return runs if service is None else Combined(ServiceJobs(service.jobs), runs)
+    return runs if service is None else Combined(service.jobs, runs)
 
 
 def _limit(limit: int | None, default: int) -> int:

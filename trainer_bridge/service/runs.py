@@ -19,7 +19,6 @@ from ..events import read_events
 from ..files import read_json
 from ..job import base_model_name, fine_tuned_model_name
 from .jobs import Jobs, checkpoint_objects, page
-from .store import JobRow
 
 __all__ = ["RUNS_ENV", "Combined", "JobSource", "RunFolders", "runs_dir_from_env"]
 
@@ -115,34 +114,14 @@ class RunFolders:
     cancel = pause = resume = _read_only
 
 
-class ServiceJobs:
-    """The service's `Jobs` with `run_dir` (a 404 for an unknown job)."""
-
-    def __init__(self, jobs: Jobs) -> None:
-        self.jobs = jobs
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.jobs, name)
-
-    def run_dir(self, job_id: str) -> Path:
-        """The run folder of the service's job `job_id`."""
-        self.jobs.row(job_id)
-        return self.jobs.models.run_dir(job_id)
-
-    def has(self, job_id: str) -> bool:
-        """Whether the service holds the job."""
-        row: JobRow | None = self.jobs.store.get_job(job_id)
-        return row is not None
-
-
 class Combined:
     """The service's jobs, then the run folders' jobs (each id is looked up in the service first)."""
 
-    def __init__(self, service: ServiceJobs, runs: RunFolders) -> None:
+    def __init__(self, service: Jobs, runs: RunFolders) -> None:
         self.service = service
         self.runs = runs
 
-    def _source(self, job_id: str) -> ServiceJobs | RunFolders:
+    def _source(self, job_id: str) -> Jobs | RunFolders:
         return self.service if self.service.has(job_id) else self.runs
 
     def list(self, limit: int, after: str | None, metadata: dict[str, str]) -> dict[str, Any]:
