@@ -24,11 +24,12 @@ from .. import catalogue
 from ..events import EventLog, read_events
 from ..hyperparameters import Hyperparameters, SettingNamedTwice, canonical_names
 from ..job import fine_tuned_model_name, job_object
+from . import transitions
 from .config import ServiceConfig
 from .files import Files
 from .grading import GraderProblem, normalise_grader, resolve_grader
 from .models import CHECKPOINT_MARK, Models, kept_checkpoints
-from .store import FINAL_STATUSES, JobRow, Store
+from .store import JobRow, Store
 
 __all__ = ["CreateJobRequest", "Jobs", "checkpoint_objects", "page"]
 
@@ -328,25 +329,14 @@ class Jobs:
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a job that has not finished (a running one stops at the end of its step)."""
-        self.row(job_id)
-        refused: list[str] = []
-
-        def change(row: JobRow) -> JobRow | None:
-            if row.status == "cancelled":
-                return None
-            if row.status in FINAL_STATUSES:
-                refused.append(row.status)
-                return None
-            obj = {"status": "cancelled", "finished_at": int(time.time()), "estimated_finish": None}
-            return JobRow(row.id, {**row.object, **obj}, row.spec, None, row.worker)
-
         before = self.row(job_id)
-        row = self.store.modify_job(job_id, change)
-        assert row is not None
-        if refused:
+        try:
+            row = self.store.modify_job(job_id, transitions.cancel)
+        except transitions.NotAllowed as e:
             raise APIError(
-                400, f"Job {job_id} has already {refused[0]}; it cannot be cancelled.", code="job_not_cancellable"
-            )
+                400, f"Job {job_id} has already {e.status}; it cannot be cancelled.", code="job_not_cancellable"
+            ) from None
+        assert row is not None
         if before.status != "cancelled" and row.worker is None:  # no worker will write this event
             self._events(job_id).emit("Fine-tuning job cancelled")
         return row.object
@@ -354,43 +344,24 @@ class Jobs:
     def pause(self, job_id: str) -> dict[str, Any]:
         """Pause a job: a queued one at once, a running one at the end of its step (after a snapshot)."""
         self.row(job_id)
-        refused: list[str] = []
-
-        def change(row: JobRow) -> JobRow | None:
-            if row.status == "paused" or row.control == "pause":
-                return None
-            if row.status in FINAL_STATUSES:
-                refused.append(row.status)
-                return None
-            if row.worker is None:  # not started (or between runs): nothing to snapshot
-                return JobRow(row.id, {**row.object, "status": "paused"}, row.spec, None, None)
-            return JobRow(row.id, row.object, row.spec, "pause", row.worker)
-
-        row = self.store.modify_job(job_id, change)
+        try:
+            row = self.store.modify_job(job_id, transitions.pause)
+        except transitions.NotAllowed as e:
+            raise APIError(
+                400, f"Job {job_id} has already {e.status}; it cannot be paused.", code="job_not_pausable"
+            ) from None
         assert row is not None
-        if refused:
-            raise APIError(400, f"Job {job_id} has already {refused[0]}; it cannot be paused.", code="job_not_pausable")
         return row.object
 
     def resume(self, job_id: str) -> dict[str, Any]:
         """Queue a paused job again; the worker continues it from its snapshot."""
         self.row(job_id)
-        refused: list[str] = []
-
-        def change(row: JobRow) -> JobRow | None:
-            if row.status != "paused":
-                refused.append(row.status)
-                return None
-            return JobRow(row.id, {**row.object, "status": "queued"}, row.spec, None, None)
-
-        row = self.store.modify_job(job_id, change)
+        try:
+            row = self.store.modify_job(job_id, transitions.resume)
+        except transitions.NotAllowed as e:
+            message = f"Job {job_id} is {e.status}, not paused; only a paused job can be resumed."
+            raise APIError(400, message, code="job_not_resumable") from None
         assert row is not None
-        if refused:
-            raise APIError(
-                400,
-                f"Job {job_id} is {refused[0]}, not paused; only a paused job can be resumed.",
-                code="job_not_resumable",
-            )
         if self.on_queued is not None:
             self.on_queued()
         return row.object

@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import logging
 import os
 import signal
@@ -45,6 +46,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from gradekit.graders import Env
 
+from . import transitions
 from .config import ServiceConfig
 from .grading import resolve_grader
 from .store import FINAL_STATUSES, JobRow, Store
@@ -111,11 +113,7 @@ class Worker:
             if row.worker is None or row.status in FINAL_STATUSES:
                 continue
 
-            def release(r: JobRow) -> JobRow:
-                status = "queued" if r.status in ("running", "validating_files") else r.status
-                return JobRow(r.id, {**r.object, "status": status, "estimated_finish": None}, r.spec, r.control, None)
-
-            self.store.modify_job(row.id, release)
+            self.store.modify_job(row.id, transitions.release_interrupted)
             print(f"gradekit worker: {row.id} was interrupted ({row.status}); it will resume", flush=True)
 
     def _tick(self) -> None:
@@ -171,12 +169,7 @@ class Worker:
         if record.get("status") == "running":
             fields["status"] = "running"
 
-        def change(row: JobRow) -> JobRow | None:
-            if row.status in FINAL_STATUSES or row.status == "paused":
-                return None
-            return row.with_object(**fields)
-
-        self.store.modify_job(a.row.id, change)
+        self.store.modify_job(a.row.id, lambda row: transitions.sync(row, fields))
 
     def _train(self, a: _Active) -> None:
         row = a.row
@@ -258,39 +251,11 @@ class Worker:
 
     def _finish(self, a: _Active, record: dict[str, Any]) -> None:
         """Write the run's outcome to the job object."""
-        status = record["status"]
-
-        def change(row: JobRow) -> JobRow | None:
-            if row.status in FINAL_STATUSES:  # cancelled in the API meanwhile: that stands
-                return JobRow(row.id, row.object, row.spec, None, None)
-            if status == "paused":
-                user_asked = row.control == "pause"
-                new = "queued" if a.stopping and not user_asked else "paused"
-                return JobRow(row.id, {**row.object, "status": new, "estimated_finish": None}, row.spec, None, None)
-            fields: dict[str, Any] = {
-                "status": status,
-                "trained_tokens": record.get("trained_tokens"),
-                "error": record.get("error"),
-                "finished_at": record.get("finished_at") or int(time.time()),
-                "estimated_finish": None,
-            }
-            if status == "succeeded":
-                fields["fine_tuned_model"] = row.model_name
-            elif status not in FINAL_STATUSES:
-                fields.update(
-                    status="failed", error={"code": "training_error", "message": f"run ended {status}", "param": None}
-                )
-            return JobRow(row.id, {**row.object, **fields}, row.spec, None, None)
-
-        self.store.modify_job(a.row.id, change)
-        print(f"gradekit worker: {a.row.id}: {status}", flush=True)
+        self.store.modify_job(a.row.id, lambda row: transitions.finish(row, record, stopping=a.stopping))
+        print(f"gradekit worker: {a.row.id}: {record['status']}", flush=True)
 
     def _release(self, job_id: str) -> None:
-        def change(row: JobRow) -> JobRow:
-            status = "queued" if row.status == "running" else row.status
-            return JobRow(row.id, {**row.object, "status": status}, row.spec, row.control, None)
-
-        self.store.modify_job(job_id, change)
+        self.store.modify_job(job_id, transitions.release)
 
     def _event(self, job_id: str, message: str, *, level: Literal["info", "warn", "error"] = "info") -> None:
         """Append an event to the run's events file (for outcomes that no `RFTJob` reports)."""
@@ -299,14 +264,7 @@ class Worker:
     def _fail(self, row: JobRow, code: str, message: str) -> None:
         self._event(row.id, f"Fine-tuning job failed: {message}", level="error")
 
-        def change(r: JobRow) -> JobRow | None:
-            if r.status in FINAL_STATUSES:
-                return JobRow(r.id, r.object, r.spec, None, None)
-            error = {"code": code, "message": message, "param": None}
-            fields = {"status": "failed", "error": error, "finished_at": int(time.time()), "estimated_finish": None}
-            return JobRow(r.id, {**r.object, **fields}, r.spec, None, None)
-
-        self.store.modify_job(row.id, change)
+        self.store.modify_job(row.id, lambda r: transitions.fail(r, code, message))
 
 
 def _append_event(
@@ -346,21 +304,13 @@ def record_worker_death(config: ServiceConfig, store: Store, worker: str, how: s
         if held.worker != worker:
             continue
 
-        def change(row: JobRow) -> JobRow:
-            obj = {**row.object, "estimated_finish": None}
-            if row.status in FINAL_STATUSES:
-                return JobRow(row.id, row.object, row.spec, None, None)
-            if row.deaths >= limit:
-                message = (
-                    f"The training worker process died {row.deaths} times while running this job (the last time "
-                    f"{how}); it is not retried. Its grader, model or data may crash the process: see {log}."
-                )
-                error = {"code": WORKER_DIED, "message": message, "param": None}
-                obj.update(status="failed", error=error, finished_at=int(time.time()))
-            else:
-                obj["status"] = "paused" if row.control == "pause" else "queued"
-            return JobRow(row.id, obj, row.spec, None, None)
+        def message(deaths: int) -> str:
+            return (
+                f"The training worker process died {deaths} times while running this job (the last time "
+                f"{how}); it is not retried. Its grader, model or data may crash the process: see {log}."
+            )
 
+        change = functools.partial(transitions.worker_died, limit=limit, code=WORKER_DIED, message=message)
         row = store.count_death(held.id, change)
         if row is None:
             continue
