@@ -3,8 +3,6 @@ answer them, filters, two steps side by side, a re-grade showing the error detai
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from typing import Any
 
 import pytest
@@ -16,15 +14,14 @@ from gradekit.trainer_bridge.evals import eval_run_path, read_eval_run
 from ..http import post
 from .conftest import Service
 from .helpers import API_KEY, GRADER, XSS, log_in
+from .helpers import get as get_json
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def get(service: Service, path: str) -> Any:
     """The API's JSON answer to GET `path`."""
-    request = urllib.request.Request(f"{service.url}{path}", headers=AUTH)
-    with urllib.request.urlopen(request, timeout=30) as r:
-        return json.loads(r.read())
+    return get_json(service.url, path)
 
 
 def shown_float(page: Page, selector: str) -> float:

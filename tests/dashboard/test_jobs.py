@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from ..trainer_bridge.service.helpers import wait_for, wait_until
 from .conftest import Service
-from .helpers import create_job, log_in
+from .helpers import create_job, get, log_in
 
 
 def shown_time(seconds: int | None) -> str:
@@ -114,12 +114,23 @@ def test_the_list_follows_a_running_job_and_its_page_pauses_resumes_and_cancels_
     log_in(page, service.url)
     expect(page.locator(f'tr[data-job="{finished_job}"]')).to_be_visible()
     # Created after the page opened: the list shows it and follows its progress without a reload.
-    job_id = create_job(service.sdk, service.train_id, service.valid_id, n_epochs=8, batch_size=1, eval_interval=8)
+    job_id = create_job(service.sdk, service.train_id, service.valid_id, n_epochs=16, batch_size=1, eval_interval=8)
     row = page.locator(f'tr[data-job="{job_id}"]')
     expect(row.locator(".status")).to_have_text("running", timeout=90_000)
-    expect(row.locator(".step")).to_have_text(re.compile(r"^\d+ / 64$"), timeout=60_000)
+    expect(row.locator(".step")).to_have_text(re.compile(r"^\d+ / 128$"), timeout=60_000)
     assert page.locator("#jobs-table tbody tr").first.get_attribute("data-job") == job_id  # newest first
-    row.locator("a.job-id").click()
+
+    # Its eval runs: a validation step that runs while the page is open shows up by itself.
+    page.evaluate(f"location.hash = '#/jobs/{job_id}/evals'")
+    runs = page.locator("#eval-runs-table tbody tr")
+    expect(runs.first).to_be_visible()
+    opened = runs.count()
+    expect(runs).to_have_count(opened + 1, timeout=60_000)
+    shown = [int(s) for s in runs.evaluate_all("rows => rows.map(r => r.dataset.step)")]
+    assert shown == list(range(0, 8 * len(shown), 8))  # step 0, then every eval_interval steps
+    api_steps = [r["step"] for r in get(service.url, f"/v1/gradekit/fine_tuning/jobs/{job_id}/eval_runs")["data"]]
+    assert api_steps[: len(shown)] == shown
+    page.click(f'h1 a[href="#/jobs/{job_id}"]')
     status = page.locator('dd[data-field="status"]')
     expect(status).to_have_text("running", timeout=90_000)
     expect(page.locator("#resume")).to_be_disabled()

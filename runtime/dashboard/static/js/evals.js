@@ -4,7 +4,9 @@
 
 import { api, jobPath } from "./api.js";
 import { append, errorText, h, num, table } from "./dom.js";
+import { FINAL } from "./jobdata.js";
 import { flagsOf } from "./playground.js";
+import { poll } from "./poll.js";
 
 const EVAL_RUNS = (id) => `/v1/gradekit/fine_tuning/jobs/${encodeURIComponent(id)}/eval_runs`;
 const RUN = "/v1/fine_tuning/alpha/graders/run";
@@ -67,7 +69,27 @@ async function regrade(grader, row, out) {
   }
 }
 
-export async function evalsPage(main, [jobId], params) {
+/** While the job runs: show the page again (same URL) once a validation step was added or the job finished. */
+function followRuns(jobId, count, onError) {
+  let stopped = false;
+  const { stop } = poll(
+    async () => {
+      const [job, runs] = await Promise.all([api(jobPath(jobId)), api(EVAL_RUNS(jobId))]);
+      if (!stopped && (runs.data.length !== count || FINAL.has(job.status))) {
+        stopped = true;
+        window.dispatchEvent(new HashChangeEvent("hashchange"));
+      }
+    },
+    2000,
+    onError,
+  );
+  return () => {
+    stopped = true;
+    stop();
+  };
+}
+
+export async function evalsPage(main, [jobId], params, onError) {
   const [job, runs] = await Promise.all([api(jobPath(jobId)), api(EVAL_RUNS(jobId))]);
   const steps = runs.data.map((r) => r.step);
   const grader = job.method?.reinforcement?.grader ?? null;
@@ -115,9 +137,10 @@ export async function evalsPage(main, [jobId], params) {
     h("h1", {}, "Eval runs of ", h("a", { href: `#/jobs/${encodeURIComponent(jobId)}` }, jobId)),
     steps.length ? summary : h("p", { class: "muted", id: "no-eval-runs" }, "No validation step has run yet."),
   );
+  const follow = () => (FINAL.has(job.status) ? null : followRuns(jobId, steps.length, onError));
   if (!steps.length) {
     main.replaceChildren(head);
-    return null;
+    return follow();
   }
 
   const stepOptions = steps.map((s) => [String(s), `step ${s}`]);
@@ -188,5 +211,5 @@ export async function evalsPage(main, [jobId], params) {
       table(columns, body, { id: "eval-samples" }),
     ),
   );
-  return null;
+  return follow();
 }
