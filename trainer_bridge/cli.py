@@ -27,7 +27,14 @@ _HYPER = {
     "eval_samples": int,
     "compute_multiplier": float,
 }
-_OPTIONS = {"group_size": int, "max_completion_tokens": int, "learning_rate": float, "kl_beta": float}
+_OPTIONS = {
+    "group_size": int,
+    "max_completion_tokens": int,
+    "learning_rate": float,
+    "temperature": float,
+    "kl_beta": float,
+    "lora_rank": int,
+}
 
 
 def register(subparsers: Any) -> None:
