@@ -140,6 +140,8 @@ def test_the_page_is_public_and_the_api_behind_it_is_not(url: str) -> None:
 
 def test_validation_errors_appear_next_to_their_field(page: Page, url: str, tmp_path: Path) -> None:
     log_in(page, url, "/playground")
+    page.click("#pg-run")  # the example grader: a result, which a failing run afterwards must not leave on show
+    expect(page.locator("#pg-reward [data-value]")).to_be_visible()
     # A grader loaded from a file fills the grader field.
     loaded = tmp_path / "echo.json"
     loaded.write_text(json.dumps(GRADER, indent=2))
@@ -153,6 +155,7 @@ def test_validation_errors_appear_next_to_their_field(page: Page, url: str, tmp_
     expect(page.locator("#pg-grader-error")).to_have_text(api["message"])
     expect(page.locator("#pg-item-error")).to_have_text("")
     assert page.locator("#pg-save").is_disabled()
+    expect(page.locator("#pg-reward")).to_have_count(0)
 
     fill(page, GRADER, "yes", '{"answer": ')
     expect(page.locator("#pg-item-error")).to_contain_text("Not JSON")

@@ -86,12 +86,16 @@ export async function playgroundPage(main) {
     for (const f of [grader, sample, item]) f.error.textContent = "";
     saveButton.disabled = true;
     last = null;
+    // No result of an earlier run stays on show beside inputs that changed.
+    result.replaceChildren(h("p", { class: "muted", id: "pg-pending" }, "Grading…"));
+    const failed = () => result.replaceChildren(h("p", { class: "muted" }, "No result: see the message on the left."));
     let graderJson;
     let itemJson = null;
     try {
       graderJson = JSON.parse(graderInput.value);
     } catch (err) {
       grader.error.textContent = `Not JSON: ${err.message}`;
+      failed();
       return;
     }
     if (itemInput.value.trim()) {
@@ -99,10 +103,12 @@ export async function playgroundPage(main) {
         itemJson = JSON.parse(itemInput.value);
       } catch (err) {
         item.error.textContent = `Not JSON: ${err.message}`;
+        failed();
         return;
       }
       if (itemJson === null || typeof itemJson !== "object" || Array.isArray(itemJson)) {
         item.error.textContent = "The item must be a JSON object.";
+        failed();
         return;
       }
     }
@@ -120,6 +126,7 @@ export async function playgroundPage(main) {
       if (err instanceof ApiError && err.status === 400) {
         const target = fieldFor(err.body?.error?.param);
         target.error.textContent = errorText(err);
+        failed();
         return;
       }
       throw err;
