@@ -94,6 +94,16 @@ def test_eval_runs_show_each_steps_samples_and_grader_errors(page: Page, service
     assert page.locator("#eval-samples script, #eval-samples img").count() == 0
     assert page.evaluate("window.__xss") is None
 
+    # Low reward: a reward below the threshold (0.5 unless changed).
+    page.select_option("#eval-filter", "low")
+    low = sum(1 for r in rows if r["reward"] < 0.5 and not r["no_reward"])  # a missing reward is not a low one
+    expect(page.locator("#eval-count")).to_have_text(f"{low} of 4 samples")
+    page.fill("#eval-threshold", "-1")
+    page.press("#eval-threshold", "Tab")  # a change event
+    expect(page.locator("#eval-count")).to_have_text("0 of 4 samples")
+    page.select_option("#eval-filter", "all")
+    expect(page.locator("#eval-count")).to_have_text("4 of 4 samples")
+
     # Compare with step 0: the same prompts side by side.
     page.select_option("#eval-compare", "0")
     step0 = {r["index"]: r for r in get(service, f"{base}/0")["data"]}

@@ -35,7 +35,7 @@ function subRewards(row) {
 
 function matches(row, filter, threshold) {
   if (filter === "errors") return Boolean(row.no_reward) || Object.values(row.errors ?? {}).some(Boolean);
-  if (filter === "low") return Number(row.reward) < threshold;
+  if (filter === "low") return !row.no_reward && Number(row.reward) < threshold; // no reward is not a low one
   return true;
 }
 
