@@ -138,3 +138,37 @@ def test_the_readme_links_resolve_and_reach_every_page() -> None:
     relative = [t for t in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme) if not re.match(r"[a-z]+://", t)]
     assert [t for t in relative if not (ROOT / t).exists()] == []
     assert {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")} <= set(relative)
+
+
+def test_a_serve_block_runs_against_its_own_server_with_the_named_environment(tmp_path: Path) -> None:
+    docs = tmp_path / "page.md"
+    docs.write_text(
+        "<!-- docs-test: serve: GRADEKIT_API_KEY=k3y --max-body-bytes 4096 -->\n"
+        "```python\n"
+        "import os, urllib.error, urllib.request\n"
+        "url = os.environ['GRADEKIT_URL'] + '/v1/fine_tuning/alpha/graders/validate'\n"
+        "try:\n"
+        "    urllib.request.urlopen(urllib.request.Request(url, data=b'{}', method='POST'))\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    print(e.code)\n"
+        "```\n"
+    )
+    (block,) = blocks_of(docs)
+    assert block.serve == "GRADEKIT_API_KEY=k3y --max-body-bytes 4096"
+    assert run_block(block, tmp_path, tmp_path, block_env()).stdout == "401\n"  # the key reached the server
+
+
+def test_a_shown_file_must_hold_what_the_block_shows(tmp_path: Path) -> None:
+    (tmp_path / "g.json").write_text('{"type": "string_check",\n "name": "x"}')
+    docs = tmp_path / "page.md"
+    docs.write_text(
+        '<!-- docs-test: file: g.json -->\n```json\n{"name": "x", "type": "string_check"}\n```\n\n'
+        '<!-- docs-test: file: g.json -->\n```json\n{"name": "y", "type": "string_check"}\n```\n\n'
+        "<!-- docs-test: file: gone.yaml -->\n```yaml\na: 1\n```\n"
+    )
+    same, different, missing = blocks_of(docs)
+    check_file(same, tmp_path)
+    with pytest.raises(DocsError, match=r"^page\.md:7: the block differs from examples/g\.json$"):
+        check_file(different, tmp_path)
+    with pytest.raises(DocsError, match=r"^page\.md:12: the block shows gone\.yaml, which is not in examples/$"):
+        check_file(missing, tmp_path)
