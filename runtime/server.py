@@ -496,6 +496,10 @@ class _ApiKey:
         await response(scope, receive, send)
 
 
+#: How much of a refused body `_BodyLimit` reads before it answers 413 and closes the connection.
+_DRAIN_BYTES = 1 << 20
+
+
 class _BodyLimit:
     """Answers 413 to bodies over `limit` bytes (declared or streamed), before the app reads them."""
 
@@ -503,7 +507,16 @@ class _BodyLimit:
         self.app = app
         self.limit = limit
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, more_body: bool = True) -> None:
+        # Read (a bounded part of) the refused body first: a socket closed with unread bytes in it is reset,
+        # and the client then loses the 413 and sees a broken connection instead.
+        drained = 0
+        while more_body and drained <= _DRAIN_BYTES:
+            received = await receive()
+            if received["type"] == "http.disconnect":
+                return
+            drained += len(received.get("body", b""))
+            more_body = received.get("more_body", False)
         message = f"Request body too large: the limit is {self.limit} bytes."
         response = error_response(413, message, code="request_too_large", headers={"Connection": "close"})
         await response(scope, receive, send)
@@ -525,7 +538,7 @@ class _BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
-                await self._too_large(scope, receive, send)
+                await self._too_large(scope, receive, send, message.get("more_body", False))
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

@@ -1,9 +1,10 @@
-"""The HTTP API's exact shapes: `/graders/run` keeps OpenAI's null fields; a streamed body over the limit is a 413."""
+"""The HTTP API's exact shapes: `/graders/run` keeps OpenAI's null fields; a body over the limit is a 413."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from openai.types.fine_tuning.alpha import GraderRunResponse
 from openai.types.fine_tuning.alpha.grader_run_response import Metadata, MetadataErrors
 from pydantic import BaseModel
 
-from gradekit.runtime.server import RUN_PATH, create_app
+from gradekit.runtime.server import _DRAIN_BYTES, RUN_PATH, create_app, running
 from tests.runtime.asgi import astream, post_json
 
 
@@ -58,14 +59,45 @@ def _chunks(body: bytes, size: int) -> list[bytes]:
     return [body[i : i + size] for i in range(0, len(body), size)]
 
 
-def test_streamed_body_over_the_limit_is_413_before_the_rest_is_read() -> None:
+def test_streamed_body_over_the_limit_is_413_and_the_rest_is_read_not_kept() -> None:
     body = json.dumps({"grader": STRING_CHECK, "model_sample": "x" * 20_000, "item": {"answer": "4"}}).encode()
     status, answer, read = asyncio.run(_stream(4096, _chunks(body, 1000)))
     assert status == 413
     assert answer["error"]["code"] == "request_too_large"
     assert answer["error"]["message"] == "Request body too large: the limit is 4096 bytes."
-    assert read == 5  # stopped at the first chunk past 4096 bytes, not after all of them
-    assert len(_chunks(body, 1000)) > 20
+    # the rest is read before the answer (so that closing the socket does not reset it), and thrown away
+    assert read == len(_chunks(body, 1000)) > 20
+
+
+def test_a_refused_body_is_read_no_further_than_the_drain_bound() -> None:
+    chunk = 64 * 1024
+    parts = [b"x" * chunk] * 40  # 2.5 MiB, past the limit at the first part
+    status, answer, read = asyncio.run(_stream(4096, parts))
+    assert status == 413
+    # the first part, then parts until more than _DRAIN_BYTES were drained
+    assert read == 1 + -(-(_DRAIN_BYTES + 1) // chunk) == 18
+    assert answer["error"]["code"] == "request_too_large"
+
+
+def test_a_declared_body_over_the_limit_is_413_over_a_real_socket() -> None:
+    # The socket test of what the SDK met: the server answered before reading the body and closed the socket
+    # with the body unread, which resets the connection: the client then lost the 413.
+    body = b"x" * 300_000
+    head = (
+        f"POST {RUN_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with running(create_app(max_body_bytes=4096)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        for _ in range(5):
+            with socket.create_connection((host, int(port)), timeout=30) as sock:
+                sock.sendall(head + body)
+                sock.shutdown(socket.SHUT_WR)
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+            assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "request_too_large"
 
 
 def test_streamed_body_under_the_limit_is_graded() -> None:
