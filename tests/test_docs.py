@@ -110,6 +110,16 @@ def test_the_documented_limits_are_the_constants() -> None:
     assert documented == constants
 
 
+def test_every_environment_variable_gradekit_reads_is_in_the_reference() -> None:
+    reference = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
+    section = reference.split("## Environment variables", 1)[1].split("\n## ", 1)[0]
+    sources = [p for d in ("graders", "runtime", "lambda_handlers", "trainer_bridge") for p in (ROOT / d).rglob("*.py")]
+    named = {n for p in sources for n in re.findall(r"[\"'](GRADEKIT_[A-Z_]+)[\"']", p.read_text(encoding="utf-8"))}
+    internal = {"GRADEKIT_FINETUNE_WORKER_CONFIG"}  # set by gradekit serve for its own training worker
+    assert len(named) >= 10
+    assert sorted(n for n in named - internal if f"`{n}`" not in section) == []
+
+
 def test_the_site_builds_in_strict_mode(tmp_path: Path) -> None:
     site = tmp_path / "site"
     mkdocs = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)]
