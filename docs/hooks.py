@@ -22,7 +22,11 @@ def link_packages() -> None:
             continue
         link.parent.mkdir(parents=True, exist_ok=True)
         link.unlink(missing_ok=True)
-        link.symlink_to(target, target_is_directory=True)
+        try:
+            link.symlink_to(target, target_is_directory=True)
+        except FileExistsError:  # another build made it at the same moment
+            if link.resolve() != target:
+                raise
 
 
 link_packages()
