@@ -1,9 +1,9 @@
 """gradekit.graders: OpenAI-compatible grader models, Python function graders, and their evaluation."""
 
-from .api import arun, arun_batch, load_grader, run, run_batch, validate
+from .api import arun, arun_batch, load_grader, run, run_batch, validate, validate_untrusted
 from .base import Grader
 from .batch import Batch
-from .errors import DETAIL_FIELDS, ERROR_FLAGS, GraderValidationError, GradingError
+from .errors import DETAIL_FIELDS, ERROR_FLAGS, GraderValidationError, GradingError, Problem
 from .executors import (
     Call,
     Embedder,
@@ -55,6 +55,7 @@ __all__ = [
     "ModelClient",
     "ModelGrade",
     "Multi",
+    "Problem",
     "PythonExecutor",
     "PythonGrader",
     "RunResult",
@@ -73,4 +74,5 @@ __all__ = [
     "run",
     "run_batch",
     "validate",
+    "validate_untrusted",
 ]

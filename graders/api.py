@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from .base import Grader
 from .batch import Batch
-from .errors import GraderValidationError
+from .errors import GraderValidationError, Problem
 from .executors import Env, format_exception
 from .functions import FunctionGrader, import_reference
 from .limits import MAX_JSON_DEPTH
@@ -33,22 +33,43 @@ GRADER_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 _REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
-def _problems(error: ValidationError) -> list[str]:
+def _field(loc: Sequence[str | int]) -> tuple[str | int, ...]:
+    """A validation location as the field the user wrote: without the grader-type tags the union puts in it."""
+    parts = list(loc)
+    if parts and parts[0] in GRADER_TYPES:
+        parts = parts[1:]
+    out: list[str | int] = []
+    i = 0
+    while i < len(parts):
+        out.append(parts[i])
+        i += 1
+        if out[-1] == "graders" and i < len(parts):
+            out.append(parts[i])  # the sub-grader's key; its type tag follows
+            i += 1
+            if i < len(parts) and parts[i] in GRADER_TYPES:
+                i += 1
+    return tuple(out)
+
+
+def _problems(error: ValidationError) -> list[Problem]:
     problems = []
     for e in error.errors(include_url=False):
-        loc = ".".join(str(p) for p in e["loc"])
+        loc = tuple(e["loc"])
+        field = _field(loc)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "union_tag_invalid":
             tag = e.get("ctx", {}).get("tag")
-            if tag == "multi" and "graders" in e["loc"]:
+            if tag == "multi" and "graders" in loc:
                 msg = "a multi grader cannot contain another multi grader"
             else:
                 msg = f"unknown grader type {tag!r} (known: {', '.join(GRADER_TYPES)})"
+            field += ("type",)
         elif e["type"] == "union_tag_not_found":
             msg = "grader has no `type` field"
+            field += ("type",)
         elif e["type"] == "extra_forbidden":
             msg = "unknown field"
-        problems.append(f"{loc}: {msg}" if loc else msg)
+        problems.append(Problem(field, msg, loc))
     return problems
 
 
@@ -116,8 +137,60 @@ def validate(grader: GraderLike) -> Grader:
     """The normalised grader, or a `GraderValidationError` listing every problem (as OpenAI's validate does)."""
     g = load_grader(grader)
     if isinstance(g, LabelModel):
-        raise GraderValidationError(["type: label_model is only allowed inside a multi grader, not at the top level"])
+        raise GraderValidationError(
+            [Problem(("type",), "label_model is only allowed inside a multi grader, not at the top level")]
+        )
     return g
+
+
+_FUNCTION_REFUSED = (
+    "`function` graders run server-side Python and are not accepted over HTTP; send a `python` grader instead"
+)
+
+
+def _inert(node: Mapping[str, Any]) -> dict[str, Any]:
+    """A grader that stands in for a refused `function` sub-grader, so the rest of the multi is still checked."""
+    return {"type": "string_check", "name": str(node.get("name", "")), "input": "", "reference": "", "operation": "eq"}
+
+
+def validate_untrusted(obj: Any) -> Grader:
+    """`validate` for a definition a remote sender wrote: `function` graders, which import code here, are refused.
+
+    Every refused sub-grader is one more problem next to what else is wrong, so one answer lists them all.
+    """
+    if not isinstance(obj, Mapping):  # never a file path or `module:function`: those name things here
+        raise GraderValidationError([f"a grader must be a JSON object, got {type(obj).__name__}"])
+    if obj.get("type") == "function":
+        raise GraderValidationError([Problem(("type",), _FUNCTION_REFUSED)])
+    graders = obj.get("graders") if obj.get("type") == "multi" else None
+    refused: list[Problem] = []
+    if isinstance(graders, Mapping | list):
+        if isinstance(graders, Mapping) and "type" in graders:  # the SDK's single-grader form
+            items: list[tuple[tuple[str | int, ...], Any]] = [((), graders)]
+        else:
+            keyed = graders.items() if isinstance(graders, Mapping) else enumerate(graders)
+            items = [((k,), v) for k, v in keyed]
+        swapped = []
+        for key, node in items:
+            if isinstance(node, Mapping) and node.get("type") == "function":
+                refused.append(Problem(("graders", *key, "type"), _FUNCTION_REFUSED))
+                node = _inert(node)
+            swapped.append((key, node))
+        if refused:
+            if not items[0][0]:
+                new: Any = swapped[0][1]
+            elif isinstance(graders, list):
+                new = [node for _, node in swapped]
+            else:
+                new = {key[0]: node for key, node in swapped}
+            obj = {**obj, "graders": new}
+    try:
+        grader = validate(obj)
+    except GraderValidationError as e:
+        raise GraderValidationError([*refused, *e.details]) from None
+    if refused:
+        raise GraderValidationError(refused)
+    return grader
 
 
 def _run_sync(coro: Coroutine[Any, Any, T]) -> T:

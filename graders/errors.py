@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal, get_args
+from collections.abc import Sequence
+from typing import Final, Literal, NamedTuple, get_args
 
 from .limits import MAX_MESSAGE_CHARS
 from .safety import clean_text, cut
@@ -51,12 +52,38 @@ def is_grading_fault(flag: str) -> bool:
 MAX_DETAIL_CHARS: Final[int] = 4000
 
 
-class GraderValidationError(ValueError):
-    """A grader definition is invalid; `problems` lists every problem found, each naming its field."""
+class Problem(NamedTuple):
+    """One problem of a grader definition: the field it concerns, as written in the definition, and what is wrong.
 
-    def __init__(self, problems: list[str]) -> None:
+    `field` is the path in the JSON the user wrote (`("graders", "a", "operation")`); empty when the problem
+    concerns the whole definition. `loc` is where the validator found it, with the grader-type tags it adds
+    (`("multi", "graders", "a", "string_check", "operation")`): the problem's text starts with it.
+    """
+
+    field: tuple[str | int, ...]
+    msg: str
+    loc: tuple[str | int, ...] = ()
+
+    def __str__(self) -> str:
+        where = ".".join(str(p) for p in self.loc or self.field)
+        return f"{where}: {self.msg}" if where else self.msg
+
+
+class GraderValidationError(ValueError):
+    """A grader definition is invalid; `problems` lists every problem found, each naming its field.
+
+    `details` holds the same problems structured (`Problem`), for callers that point at the field.
+    """
+
+    def __init__(self, problems: Sequence[str | Problem]) -> None:
         # Problems quote the definition, which arrives over HTTP: keep them short and encodable as UTF-8.
-        self.problems = [clean_text(cut(str(p), MAX_MESSAGE_CHARS)) for p in problems]
+        self.details = [
+            Problem(p.field, clean_text(cut(p.msg, MAX_MESSAGE_CHARS)), p.loc)
+            if isinstance(p, Problem)
+            else Problem((), clean_text(cut(str(p), MAX_MESSAGE_CHARS)))
+            for p in problems
+        ]
+        self.problems = [clean_text(cut(str(p), MAX_MESSAGE_CHARS)) for p in self.details]
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid grader ({len(self.problems)} problem(s)):\n{lines}")
 

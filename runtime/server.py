@@ -37,7 +37,6 @@ import contextlib
 import copy
 import hmac
 import logging
-import re
 import socket
 import sys
 import threading
@@ -57,9 +56,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gradekit.graders import BatchResult, Env, Grader, GraderValidationError, RunResult, validate
+from gradekit.graders import BatchResult, Env, Grader, GraderValidationError, RunResult, validate_untrusted
 from gradekit.graders.aggregate import Aggregate
-from gradekit.graders.models import GRADER_TYPES
 from gradekit.testing.asserts import rendered_templates
 
 from . import dashboard, endpoint_route
@@ -221,105 +219,20 @@ class BatchResponse(BaseModel):
 
 # --- graders from request bodies --------------------------------------------------------------------------
 
-_LOC = re.compile(r"^([A-Za-z_][\w-]*(?:\.[\w-]+)*): (.*)$", re.S)
 
-
-def _field(problem: str) -> tuple[str | None, str]:
-    """Split a validation problem into the request field it names (`grader.…`) and its message."""
-    m = _LOC.match(problem)
-    if m is None:
-        if "grader type" in problem or "`type`" in problem:
-            return "grader.type", problem
-        return None, problem
-    parts = m[1].split(".")
-    # Validation paths carry the union's type tag (`multi.graders.a.string_check.operation`): drop it.
-    if parts[0] in GRADER_TYPES:
-        parts = parts[1:]
-    out: list[str] = []
-    i = 0
-    while i < len(parts):
-        out.append(parts[i])
-        i += 1
-        if out[-1] == "graders" and i < len(parts):
-            out.append(parts[i])
-            i += 1
-            if i < len(parts) and parts[i] in GRADER_TYPES:
-                i += 1
-    return ".".join(["grader", *out]), m[2]
-
-
-def _invalid_grader(problems: list[str]) -> APIError:
-    fields = [_field(p) for p in problems]
+def _invalid_grader(error: GraderValidationError) -> APIError:
+    """The 400 for an invalid grader: every problem listed, `param` the first field named (`grader.…`)."""
+    fields = [(".".join(["grader", *map(str, p.field)]) if p.field or p.loc else None, p.msg) for p in error.details]
     param = next((f for f, _ in fields if f is not None), "grader")
     listed = "\n".join(f"  - {f}: {msg}" if f else f"  - {msg}" for f, msg in fields)
-    return APIError(400, f"Invalid grader ({len(problems)} problem(s)):\n{listed}", param=param)
-
-
-def _sub_graders(obj: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    graders = obj.get("graders")
-    if isinstance(graders, Mapping):
-        if "type" in graders:  # the SDK's single-grader form
-            return [("graders", graders)]
-        return [(f"graders.{k}", v) for k, v in graders.items()]
-    if isinstance(graders, list):
-        return [(f"graders.{i}", v) for i, v in enumerate(graders)]
-    return []
-
-
-def _is_function(node: Any) -> bool:
-    return isinstance(node, Mapping) and node.get("type") == "function"
-
-
-def _refusal(path: str) -> str:
-    return (
-        f"{path + '.' if path else ''}type: `function` graders run server-side Python and are not accepted "
-        "over HTTP; send a `python` grader instead"
-    )
-
-
-def _without_functions(obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """`obj` with `function` sub-graders swapped for inert stand-ins, and a problem for each one swapped.
-
-    `function` graders would import server-side code, so they are refused; the stand-ins keep the
-    rest of the grader (formula names included) checkable, so one answer still lists every problem.
-    """
-    subs = _sub_graders(obj) if obj.get("type") == "multi" else []
-    refused = [path for path, node in subs if _is_function(node)]
-    if not refused:
-        return obj, []
-
-    def inert(node: Any) -> Any:
-        if not _is_function(node):
-            return node
-        return {
-            "type": "string_check",
-            "name": str(node.get("name", "")),
-            "input": "",
-            "reference": "",
-            "operation": "eq",
-        }
-
-    graders = obj["graders"]
-    if isinstance(graders, list):
-        swapped: Any = [inert(g) for g in graders]
-    elif "type" in graders:
-        swapped = inert(graders)
-    else:
-        swapped = {k: inert(v) for k, v in graders.items()}
-    return {**obj, "graders": swapped}, [_refusal(path) for path in refused]
+    return APIError(400, f"Invalid grader ({len(fields)} problem(s)):\n{listed}", param=param)
 
 
 def _grader(obj: dict[str, Any]) -> Grader:
-    if _is_function(obj):
-        raise _invalid_grader([_refusal("")])
-    checked, problems = _without_functions(obj)
     try:
-        grader = validate(checked)
+        return validate_untrusted(obj)
     except GraderValidationError as e:
-        problems += e.problems
-    if problems:
-        raise _invalid_grader(problems)
-    return grader
+        raise _invalid_grader(e) from None
 
 
 def _json(text: str, status: int = 200) -> Response:

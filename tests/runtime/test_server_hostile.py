@@ -134,14 +134,14 @@ def test_grading_that_raises_fails_only_that_sample(app: Any, monkeypatch: pytes
 def test_health_answers_while_a_validation_is_running(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
     # The validation blocks until the test releases it: /health can answer only if it runs off the event loop.
     entered, release = threading.Event(), threading.Event()
-    real = server.validate
+    real = server.validate_untrusted
 
     def slow_validate(grader: Any) -> Any:
         entered.set()
         release.wait(60)
         return real(grader)
 
-    monkeypatch.setattr(server, "validate", slow_validate)
+    monkeypatch.setattr(server, "validate_untrusted", slow_validate)
     body = {
         VALIDATE_PATH: {"grader": CHECK},
         RUN_PATH: {"grader": CHECK, "model_sample": "a", "item": {"answer": "a"}},

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gradekit.graders import Grader, GraderValidationError, validate
+from gradekit.graders import Grader, GraderValidationError, validate, validate_untrusted
 from gradekit.runtime.engine import Backend, load_backend
 
 from .config import ServiceConfig
@@ -50,14 +50,6 @@ def lambda_arn(spec: Mapping[str, Any]) -> str | None:
     return function
 
 
-def _has_function_grader(node: Any) -> bool:
-    if isinstance(node, Mapping):
-        return node.get("type") == "function" or any(_has_function_grader(v) for v in node.values())
-    if isinstance(node, list):
-        return any(_has_function_grader(v) for v in node)
-    return False
-
-
 def _placeholder(arn: str) -> Grader:
     """The grader object a Lambda backend reports under: named after the function, never run here."""
     name = arn.rsplit(":function:", 1)[-1].split(":")[0] or "lambda"
@@ -73,15 +65,11 @@ def resolve_grader(
     """
     arn = lambda_arn(spec)
     if arn is None:
-        if _has_function_grader(spec):
-            raise GraderProblem(
-                ["`function` graders import server-side code and are not accepted over HTTP; send a `python` grader"],
-                "method.reinforcement.grader",
-            )
         try:
-            return validate(spec), None
+            return validate_untrusted(spec), None
         except GraderValidationError as e:
-            raise GraderProblem(e.problems, "method.reinforcement.grader") from None
+            field = next((p.field for p in e.details if p.field), ())
+            raise GraderProblem(e.problems, ".".join(["method.reinforcement.grader", *map(str, field)])) from None
     if arn in config.lambda_graders:
         try:
             return validate(config.lambda_graders[arn]), None

@@ -86,12 +86,25 @@ def test_openai_and_bedrock_native_grader_forms(api: API) -> None:
         ({"method": rft_method(epochs=3)}, "method.reinforcement.hyperparameters.epochs", "unknown hyperparameter"),
         (
             {"method": rft_method({"type": "string_check", "name": "x", "input": "a", "reference": "b"})},
-            "method.reinforcement.grader",
+            "method.reinforcement.grader.operation",
             "operation",
         ),
         (
             {"method": rft_method({"type": "function", "name": "f", "function": "os:system"})},
-            "method.reinforcement.grader",
+            "method.reinforcement.grader.type",
+            "`function` graders",
+        ),
+        (
+            {
+                "method": rft_method(
+                    {
+                        "type": "multi",
+                        "graders": {"f": {"type": "function", "function": "os:system"}},
+                        "calculate_output": "f",
+                    }
+                )
+            },
+            "method.reinforcement.grader.graders.f.type",
             "`function` graders",
         ),
         (
