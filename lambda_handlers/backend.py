@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from gradekit.graders.errors import ErrorFlag
 from gradekit.graders.results import SampleNotes
 from gradekit.graders.safety import loads_json
 from gradekit.graders.samples import SampleInput, is_assistant
+from gradekit.runtime.retry import backoff_delay
 
 __all__ = ["LambdaBackend", "to_bedrock_sample"]
 
@@ -290,7 +290,7 @@ class LambdaBackend:
             if not retry or attempt >= self.max_retries:
                 tries = f" after {attempt + 1} attempts" if attempt else ""
                 return f"invoking Lambda {self.function} failed{tries}: {why}"
-            await asyncio.sleep(random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt)))
+            await asyncio.sleep(backoff_delay(attempt, base_delay=self.base_delay, max_delay=self.max_delay))
             attempt += 1
         if function_error:
             try:

@@ -47,6 +47,7 @@ from gradekit.graders.executors import Call
 from gradekit.graders.safety import describe, exception_text, loads_json
 
 from .jsonl import dumps, utf8
+from .retry import Retryable, backoff_delay, retry_after_seconds, retryable_status
 
 if TYPE_CHECKING:
     from gradekit.graders.models import Endpoint
@@ -101,15 +102,6 @@ class RateLimiter:
         delay = self.reserve() - self._clock()
         if delay > 0:
             await sleep(delay)
-
-
-class _Retryable(Exception):
-    """One failed attempt that may be retried."""
-
-    def __init__(self, summary: str, retry_after: float | None = None) -> None:
-        super().__init__(summary)
-        self.summary = summary
-        self.retry_after = retry_after
 
 
 class _TooLarge(Exception):
@@ -243,9 +235,9 @@ class EndpointClient:
             return [Call(error=error) for _ in bodies]
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(self.max_delay, retry_after)
-        return self._random.uniform(0.0, min(self.max_delay, self.base_delay * 2.0**attempt))
+        return backoff_delay(
+            attempt, base_delay=self.base_delay, max_delay=self.max_delay, retry_after=retry_after, rng=self._random
+        )
 
     async def _send(
         self,
@@ -266,7 +258,7 @@ class EndpointClient:
                     return Call(value=await self._attempt(httpx, client, url, headers, data))
             except GradingError as e:
                 return Call(error=e)
-            except _Retryable as e:
+            except Retryable as e:
                 if attempt + 1 == attempts:
                     message = f"endpoint {url} failed after {attempts} attempt(s): {e.summary}"
                     return Call(error=GradingError("unresponsive_reward_error", message))
@@ -274,24 +266,22 @@ class EndpointClient:
         raise AssertionError("unreachable")
 
     async def _attempt(self, httpx: Any, client: Any, url: str, headers: dict[str, str], data: bytes) -> Any:
-        """One POST; the decoded JSON reply, or `_Retryable`, or a final `GradingError`."""
+        """One POST; the decoded JSON reply, or `Retryable`, or a final `GradingError`."""
         try:
             async with asyncio.timeout(self.timeout):
                 async with client.stream("POST", url, content=data, headers=headers) as response:
                     status, reply_headers = response.status_code, response.headers
                     text = await _read_capped(response, MAX_REPLY_BYTES)
         except (TimeoutError, httpx.TimeoutException):
-            raise _Retryable(f"timed out after {self.timeout:g} s") from None
+            raise Retryable(f"timed out after {self.timeout:g} s") from None
         except httpx.TransportError as e:
-            raise _Retryable(f"connection error: {exception_text(e)}") from None
+            raise Retryable(f"connection error: {exception_text(e)}") from None
         except _TooLarge:
             message = f"endpoint {url} replied with over {MAX_REPLY_BYTES} bytes"
             raise GradingError("model_grader_parse_error", message) from None
         snippet = describe(text[:300].decode("utf-8", "replace"), 300)
-        if status in (408, 429) or status >= 500:
-            from .model_client import retry_after_seconds  # one parser of Retry-After for the runtime
-
-            raise _Retryable(f"HTTP {status}: {snippet}", retry_after_seconds(reply_headers))
+        if retryable_status(status):
+            raise Retryable(f"HTTP {status}: {snippet}", retry_after=retry_after_seconds(reply_headers))
         if not 200 <= status < 300:
             message = f"endpoint {url} answered HTTP {status} (not retried): {snippet}"
             raise GradingError("unresponsive_reward_error", message)

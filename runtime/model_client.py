@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import hashlib
 import json
 import math
@@ -31,7 +30,6 @@ import random
 import re
 import tempfile
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -45,6 +43,8 @@ import openai
 from gradekit.graders.errors import GradingError
 from gradekit.graders.executors import ModelGrade, format_exception
 from gradekit.graders.safety import json_nesting_exceeds
+
+from .retry import Retryable, backoff_delay, retry_after_seconds, retryable_status
 
 if TYPE_CHECKING:
     from gradekit.graders.models import LabelModel, ScoreModel
@@ -60,7 +60,6 @@ __all__ = [
     "label_response_format",
     "parse_label",
     "parse_score",
-    "retry_after_seconds",
     "score_instruction",
     "score_response_format",
     "usage_dict",
@@ -360,46 +359,6 @@ def interpret(grader: ScoreModel | LabelModel, completion: dict[str, Any]) -> Mo
 SAMPLE_REFUSED = frozenset({400, 413, 422})
 
 
-def retry_after_seconds(headers: Mapping[str, str] | None, now: float | None = None) -> float | None:
-    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date), or None."""
-    if not headers:
-        return None
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) * scale
-        except ValueError:
-            continue
-        if math.isfinite(seconds):
-            return max(0.0, seconds)
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-def _retryable(status: int) -> bool:
-    return status in (408, 429) or status >= 500
-
-
-class _Retryable(Exception):
-    """One failed attempt that may be retried."""
-
-    def __init__(self, summary: str, detail: str, retry_after: float | None = None) -> None:
-        super().__init__(summary)
-        self.summary = summary
-        self.detail = detail
-        self.retry_after = retry_after
-
-
 def _status_detail(e: openai.APIStatusError, url: str) -> str:
     request_id = f" (request id {e.request_id})" if e.request_id else ""
     return f"HTTP {e.status_code} from {url}{request_id}: {e.message}"
@@ -599,9 +558,9 @@ class OpenAIModelClient:
             return ModelGrade(error=error)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(self.max_delay, retry_after)
-        return self._random.uniform(0.0, min(self.max_delay, self.base_delay * 2.0**attempt))
+        return backoff_delay(
+            attempt, base_delay=self.base_delay, max_delay=self.max_delay, retry_after=retry_after, rng=self._random
+        )
 
     async def _create(self, body: dict[str, Any]) -> dict[str, Any]:
         attempts = self.max_retries + 1
@@ -609,7 +568,7 @@ class OpenAIModelClient:
         for attempt in range(attempts):
             try:
                 return await self._attempt(body, url)
-            except _Retryable as e:
+            except Retryable as e:
                 if attempt + 1 == attempts:
                     raise GradingError(
                         "model_grader_server_error",
@@ -620,7 +579,7 @@ class OpenAIModelClient:
         raise AssertionError("unreachable")
 
     async def _attempt(self, body: dict[str, Any], url: str) -> dict[str, Any]:
-        """One HTTP request; the completion's JSON, or `_Retryable` or a final `GradingError`."""
+        """One HTTP request; the completion's JSON, or `Retryable` or a final `GradingError`."""
         try:
             async with self._semaphore, asyncio.timeout(self.timeout):
                 # The SDK's generic `post`, returning the raw response: `chat.completions.create` would walk
@@ -629,8 +588,9 @@ class OpenAIModelClient:
                 response = await self._client.post("/chat/completions", body=body, cast_to=httpx.Response)
         except openai.APIStatusError as e:
             detail = _status_detail(e, url)
-            if _retryable(e.status_code):
-                raise _Retryable(f"HTTP {e.status_code}", detail, retry_after_seconds(e.response.headers)) from None
+            if retryable_status(e.status_code):
+                wait = retry_after_seconds(e.response.headers)
+                raise Retryable(f"HTTP {e.status_code}", detail, retry_after=wait) from None
             # The judge refused the request this sample made (too long for its context, say): the sample's fault,
             # reward 0, else a policy would escape grading by breaking the judge. Other statuses (401, 403, 404)
             # are the grading's (docs/no-reward.md).
@@ -641,12 +601,12 @@ class OpenAIModelClient:
                 no_reward=False if e.status_code in SAMPLE_REFUSED else None,
             ) from None
         except (openai.APITimeoutError, TimeoutError):
-            raise _Retryable(
+            raise Retryable(
                 f"timed out after {_fmt(self.timeout)} s", f"request to {url} timed out after {_fmt(self.timeout)} s"
             ) from None
         except openai.APIConnectionError as e:
             cause = e.__cause__ or e
-            raise _Retryable("connection error", f"cannot reach {url}: {type(cause).__name__}: {cause}") from None
+            raise Retryable("connection error", f"cannot reach {url}: {type(cause).__name__}: {cause}") from None
         except openai.APIError as e:
             raise GradingError(
                 "model_grader_server_error", f"judge model request failed: {e.message}", f"{url}: {e.message}"

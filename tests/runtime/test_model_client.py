@@ -26,9 +26,9 @@ from gradekit.runtime.model_client import (
     label_instruction,
     parse_label,
     parse_score,
-    retry_after_seconds,
     score_instruction,
 )
+from gradekit.runtime.retry import retry_after_seconds
 from gradekit.testing.fake_llm import (
     ContentFilter,
     Delay,
