@@ -40,7 +40,7 @@ SERVE_TIMEOUT = 60
 
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
 _DIRECTIVE = re.compile(r"^\s*<!--\s*docs-test:\s*(?P<kind>[a-z]+)\s*:\s*(?P<arg>.*?)\s*-->\s*$")
-_MENTION = re.compile(r"<!--\s*docs-test")
+_MENTION = re.compile(r"^\s*<!--\s*docs-test")
 
 
 class DocsError(Exception):
