@@ -42,6 +42,7 @@ __all__ = [
     "cache_dir",
     "compiled_distributions",
     "compiled_in_zip",
+    "file_sha256",
     "grader_source",
     "local_arch",
     "read_manifest",
@@ -552,12 +553,10 @@ def _sizes(out: Path, owner: dict[str, tuple[str, str]]) -> tuple[int, int, tupl
     return len(infos), unzipped, tuple(sizes)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, in hex."""
     with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def read_manifest(zip_path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -679,7 +678,7 @@ def build_zip(
                 files=count,
                 zipped=partial.stat().st_size,
                 unzipped=unzipped,
-                sha256=_sha256(partial),
+                sha256=file_sha256(partial),
                 distributions=sizes,
                 notes=tuple(plan.notes),
             )
@@ -796,7 +795,7 @@ def retarget_zip(
                     shutil.copyfile(path, stage / rel)
         manifest_path = stage / MANIFEST
         manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
-        manifest["retargeted_from"] = {k: manifest.get(k) for k in ("python", "arch")} | {"sha256": _sha256(source)}
+        manifest["retargeted_from"] = {k: manifest.get(k) for k in ("python", "arch")} | {"sha256": file_sha256(source)}
         manifest |= {"python": python, "runtime": f"python{python}", "arch": arch}
         manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         files = _collect(stage)

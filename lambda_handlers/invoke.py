@@ -15,7 +15,6 @@ bundle without compiled distributions runs as built.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -27,7 +26,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from .build import HANDLER, MANIFEST, BuildError, cache_dir, compiled_in_zip, local_arch, retarget_zip
+from .build import (
+    HANDLER,
+    MANIFEST,
+    BuildError,
+    cache_dir,
+    compiled_in_zip,
+    file_sha256,
+    local_arch,
+    retarget_zip,
+)
 
 __all__ = ["INIT_ALLOWANCE", "LocalInvokeError", "invoke_local", "lambda_environment"]
 
@@ -217,14 +225,6 @@ def invoke_local(
             return _run(interpreter, task, Path(tmp), event, variables, context, timeout, log_sink)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _for_this_python(zip_path: Path, interpreter: str, version: str, rebuild: bool, log: Callable[[str], None]) -> Path:
     """The zip to run with `interpreter`: the bundle itself, or its copy for this Python and machine."""
     with zipfile.ZipFile(zip_path) as zf:
@@ -250,7 +250,7 @@ def _for_this_python(zip_path: Path, interpreter: str, version: str, rebuild: bo
             f"{built} but {interpreter} is {here}: its compiled distributions ({names}) would not import; {advice}",
             error_type="Runtime.InterpreterMismatch",
         )
-    copy = cache_dir() / "lambda-local" / f"{_sha256(zip_path)[:24]}-python{version}-{arch}.zip"
+    copy = cache_dir() / "lambda-local" / f"{file_sha256(zip_path)[:24]}-python{version}-{arch}.zip"
     if copy.is_file():
         log(f"{built}, this is {here}: running its copy for {here} built earlier ({copy})")
         return copy

@@ -7,8 +7,10 @@ import random
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from gradekit.trainer_bridge.data import load_rows
-from gradekit.trainer_bridge.policy import TINY_MODEL, Policy
+from gradekit.trainer_bridge.policy import TINY_MODEL, Policy, Rollout
 from gradekit.trainer_bridge.warm_start import warm_start
 
 TASK = Path(__file__).resolve().parents[2] / "examples" / "ticket_routing"
@@ -42,3 +44,14 @@ def build_base(path: Path, train: Path, valid: Path) -> Path:
 def metrics(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The metrics events' data without wall-clock timings (what must match between two runs)."""
     return [{k: v for k, v in e["data"].items() if k != "timing"} for e in events if e["type"] == "metrics"]
+
+
+def rollout_of(policy: Policy, prompt: str, completions: list[str]) -> Rollout:
+    """A rollout of chosen completions (no sampling), each ending with end-of-sequence."""
+    tok = policy.tokenizer
+    ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    rows = [ids + tok(c, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for c in completions]
+    assert len({len(r) for r in rows}) == 1
+    input_ids = torch.tensor(rows)
+    completion_mask = torch.ones((len(rows), len(rows[0]) - len(ids)), dtype=torch.long)
+    return Rollout(input_ids, torch.ones_like(input_ids), completion_mask, len(ids), completions)

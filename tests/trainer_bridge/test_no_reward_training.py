@@ -24,9 +24,9 @@ from gradekit.trainer_bridge.grading import BackgroundGrader
 from gradekit.trainer_bridge.grpo import group_advantages, grpo_update, rewards_tensor
 from gradekit.trainer_bridge.hyperparameters import LoopOptions
 from gradekit.trainer_bridge.metrics import train_metrics
-from gradekit.trainer_bridge.policy import TINY_MODEL, Policy, Rollout
+from gradekit.trainer_bridge.policy import TINY_MODEL, Policy
 
-from .rft_task import FAST, metrics
+from .rft_task import FAST, metrics, rollout_of
 
 JUDGE = {
     "type": "score_model",
@@ -154,16 +154,6 @@ def test_a_sample_that_failed_once_is_graded_again_and_counts() -> None:
     assert script.calls == Counter({"answer 0.0": 1, "answer 0.1": 2, "answer 2.1": 2})
 
 
-def _rollout(policy: Policy, prompt: str, completions: list[str]) -> Rollout:
-    tok = policy.tokenizer
-    ids = tok(prompt, add_special_tokens=False)["input_ids"]
-    rows = [ids + tok(c, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for c in completions]
-    assert len({len(r) for r in rows}) == 1
-    input_ids = torch.tensor(rows)
-    mask = torch.ones((len(rows), len(rows[0]) - len(ids)), dtype=torch.long)
-    return Rollout(input_ids, torch.ones_like(input_ids), mask, len(ids), completions)
-
-
 def test_a_sample_without_reward_adds_nothing_to_the_update() -> None:
     words = ["billing", "account", "shipping", "technical"]
     options = LoopOptions(group_size=4, temperature=1.0)
@@ -171,7 +161,7 @@ def test_a_sample_without_reward_adds_nothing_to_the_update() -> None:
     def update(completions: list[str], rewards: list[float | None], group: int) -> list[torch.Tensor]:
         policy = Policy.load(TINY_MODEL, texts=[" ".join(words), "where is my parcel"], seed=0)
         optimizer = torch.optim.SGD(policy.model.parameters(), lr=0.5)
-        rollout = _rollout(policy, "where is my parcel", completions)
+        rollout = rollout_of(policy, "where is my parcel", completions)
         grpo_update(policy, optimizer, [(rollout, rewards)], group_size=group, options=options)
         return [p.detach().clone() for p in policy.model.parameters()]
 

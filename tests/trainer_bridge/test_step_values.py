@@ -13,9 +13,9 @@ from gradekit.graders import run_batch, validate
 from gradekit.trainer_bridge.grpo import group_advantages, grpo_update, policy_loss
 from gradekit.trainer_bridge.hyperparameters import LoopOptions
 from gradekit.trainer_bridge.metrics import train_metrics, valid_metrics
-from gradekit.trainer_bridge.policy import TINY_MODEL, Policy, Rollout
+from gradekit.trainer_bridge.policy import TINY_MODEL, Policy
 
-from .rft_task import GRADER
+from .rft_task import GRADER, rollout_of
 
 
 def test_group_advantages_of_known_groups() -> None:
@@ -38,21 +38,10 @@ def test_policy_loss_at_ratio_one_is_minus_the_token_mean_advantage() -> None:
     assert stats == {"clip_fraction": 0.0, "kl": 0.0}
 
 
-def _rollout(policy: Policy, prompt: str, completions: list[str]) -> Rollout:
-    """A rollout of chosen completions (no sampling), each ending with end-of-sequence."""
-    tok = policy.tokenizer
-    ids = tok(prompt, add_special_tokens=False)["input_ids"]
-    rows = [ids + tok(c, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for c in completions]
-    assert len({len(r) for r in rows}) == 1
-    input_ids = torch.tensor(rows)
-    completion_mask = torch.ones((len(rows), len(rows[0]) - len(ids)), dtype=torch.long)
-    return Rollout(input_ids, torch.ones_like(input_ids), completion_mask, len(ids), completions)
-
-
 def test_a_grpo_update_makes_the_rewarded_completions_more_likely() -> None:
     words = ["billing", "account", "shipping", "technical"]
     policy = Policy.load(TINY_MODEL, texts=[" ".join(words), "where is my parcel"], seed=0)
-    rollout = _rollout(policy, "where is my parcel", words)
+    rollout = rollout_of(policy, "where is my parcel", words)
     rewards = [0.0, 0.0, 1.0, 0.0]  # only "shipping" is right
     options = LoopOptions(group_size=4, temperature=1.0)
 
