@@ -42,7 +42,9 @@ class Service:
     data_dir: Path
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps its asyncio loop running in this thread while it is
+# open, and every later test calling asyncio.run() would fail ("cannot be called from a running event loop").
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     """Headless Debian Chromium."""
     if not CHROMIUM.exists():
@@ -79,7 +81,7 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     assert not outside, outside
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """`gradekit serve`'s app with the fine-tuning service (and its worker) and an API key, on 127.0.0.1."""
     root = tmp_path_factory.mktemp("dashboard")
@@ -89,7 +91,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         yield Service(url, sdk, upload(sdk, train), upload(sdk, valid), root / "data")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def finished_job(service: Service) -> str:
     """A 4-step job (validation at steps 0, 2 and 4), run to the end; its id."""
     job_id = create_job(service.sdk, service.train_id, service.valid_id, n_epochs=1, batch_size=2, eval_interval=2)
