@@ -17,17 +17,16 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from .http import ServeFailed, gradekit_serve
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -117,12 +116,6 @@ def block_env() -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
@@ -130,40 +123,20 @@ def _tail(text: str, lines: int = 40) -> str:
 @contextmanager
 def serving(block: Block, cwd: Path, env: dict[str, str], logs: Path) -> Iterator[str]:
     """`gradekit serve <the block's args>` on 127.0.0.1 and a free port, answering /health; its URL. Stopped after."""
-    port = _free_port()
     words = shlex.split(block.serve or "")
     env = dict(env)
     while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):
         name, _, value = words.pop(0).partition("=")
         env[name] = value
-    command = ["gradekit", "serve", *words, "--host", "127.0.0.1", "--port", str(port)]
     log = logs / f"serve-{block.line}.log"
-    url = f"http://127.0.0.1:{port}"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + SERVE_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                raise DocsError(f"{block.where}: `{shlex.join(command)}` exited {proc.returncode}:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise DocsError(f"{block.where}: `{shlex.join(command)}` did not answer /health in {SERVE_TIMEOUT} s")
-            time.sleep(0.2)
-        yield url
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        with gradekit_serve(words, log=log, cwd=cwd, env=env, timeout=SERVE_TIMEOUT, command=("gradekit", "serve")) as (
+            url,
+            _,
+        ):
+            yield url
+    except ServeFailed as e:  # raised only while it starts: the blocks run inside raise their own errors
+        raise DocsError(f"{block.where}: {e}") from None
 
 
 def run_block(block: Block, cwd: Path, scripts: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

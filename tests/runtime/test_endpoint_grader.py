@@ -17,12 +17,8 @@ import contextlib
 import json
 import random
 import re
-import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,6 +48,7 @@ from gradekit.runtime import cli
 from gradekit.runtime.endpoint_client import DEFAULT_TIMEOUT, TIMEOUT_ENV, EndpointClient, RateLimiter
 from gradekit.runtime.server import RUN_PATH, create_app, running
 
+from ..http import gradekit_serve
 from .asgi import post_json
 
 CONTRACT = "https://github.com/microsoft-foundry/fine-tuning/blob/main/Demos/Agentic_RFT_PrivatePreview/README.md"
@@ -490,35 +487,10 @@ def test_gradekit_serve_is_an_endpoint_for_gradekit() -> None:
 def test_the_gradekit_serve_command_is_an_endpoint(tmp_path: Path) -> None:
     grader_file = tmp_path / "g.json"
     grader_file.write_text(json.dumps(G))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    exe = Path(sys.executable).with_name("gradekit")
-    command = [str(exe), "serve", "--grader", str(grader_file), "--host", "127.0.0.1", "--port", str(port)]
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        # in tmp_path: serve keeps the fine-tuning service's data in ./gradekit-data
-        proc = subprocess.Popen(command, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):  # up to a minute, in steps of 0.2 s
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("gradekit serve did not answer /health")
+    # in tmp_path: serve keeps the fine-tuning service's data in ./gradekit-data
+    with gradekit_serve(["--grader", str(grader_file)], log=tmp_path / "serve.log", cwd=tmp_path) as (url, _):
         remote = endpoint(f"{url}/score")
         assert run_batch(remote, SAMPLES, ITEMS, env=client_env()).rewards == run_batch(G, SAMPLES, ITEMS).rewards
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_gradekit_serve_behind_an_api_key() -> None:

@@ -9,12 +9,7 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +18,11 @@ from openai import OpenAI
 from gradekit.trainer_bridge.events import read_events
 from gradekit.trainer_bridge.service.store import Store
 
+from ...http import gradekit_serve
 from ..rft_task import FAST, write_task
 from .helpers import ARN, GRADER_FILE, client, rft_method, upload, wait_for, wait_until
 
 HYPER = {"n_epochs": 3, "batch_size": 2, "eval_interval": 4}  # 16 rows: 24 steps, validation every 4
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _alive(pid: int) -> bool:
@@ -44,35 +34,10 @@ def _alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
-@contextlib.contextmanager
-def gradekit_serve(config: Path, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`gradekit serve` in its own process on a free loopback port; (base URL, process); stopped on exit."""
-    port = _free_port()
+def serve_with(config: Path, log: Path) -> contextlib.AbstractContextManager[tuple[str, subprocess.Popen[bytes]]]:
+    """`gradekit serve` with the config file `config` in its own process: (base URL, process)."""
     env = {**os.environ, "GRADEKIT_FINETUNE_CONFIG": str(config)}
-    gradekit = Path(sys.executable).with_name("gradekit")  # the console script of this environment
-    command = [str(gradekit), "serve", "--port", str(port), "--log-level", "warning"]
-    with open(log, "ab") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"gradekit serve did not start:\n{log.read_text()}") from None
-                time.sleep(0.05)
-        yield url, process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+    return gradekit_serve(["--log-level", "warning"], log=log, env=env)
 
 
 def _metrics(sdk: OpenAI, job_id: str) -> list[dict[str, Any]]:
@@ -101,7 +66,7 @@ def test_a_stopped_or_killed_server_resumes_its_job_on_restart(tmp_path: Path) -
     request = {"model": "tiny-local", "seed": 3, "extra_body": {"method": rft_method(**HYPER)}}
 
     # 1. Ctrl-C: the worker pauses the job at the end of its step and puts it back in the queue.
-    with gradekit_serve(config, log) as (url, server), client(url) as sdk:
+    with serve_with(config, log) as (url, server), client(url) as sdk:
         file_id = upload(sdk, train)
         job = sdk.fine_tuning.jobs.create(training_file=file_id, **request)
         _wait_for_event(sdk, job.id, "Checkpoint created at step 4")
@@ -114,7 +79,7 @@ def test_a_stopped_or_killed_server_resumes_its_job_on_restart(tmp_path: Path) -
     kill_after = (paused_at // 4 + 2) * 4  # the second validation step after the pause: a snapshot is in between
 
     # 2. It goes on after a restart; then kill -9 of the server and its worker mid-job.
-    with gradekit_serve(config, log) as (url, server), client(url) as sdk:
+    with serve_with(config, log) as (url, server), client(url) as sdk:
         _wait_for_event(sdk, job.id, f"Checkpoint created at step {kill_after}")
         worker = int((data / "worker.lock").read_text())  # the worker writes its pid there
         os.kill(server.pid, signal.SIGKILL)
@@ -124,7 +89,7 @@ def test_a_stopped_or_killed_server_resumes_its_job_on_restart(tmp_path: Path) -
     assert json.loads((data / "jobs" / job.id / "job.json").read_text())["status"] == "running"
 
     # 3. After the next restart it resumes from its last snapshot and succeeds.
-    with gradekit_serve(config, log) as (url, _), client(url) as sdk:
+    with serve_with(config, log) as (url, _), client(url) as sdk:
         done = wait_for(sdk, job.id, timeout=90)
         assert done.status == "succeeded", done.error
         events = sdk.fine_tuning.jobs.list_events(job.id, limit=1000).data[::-1]

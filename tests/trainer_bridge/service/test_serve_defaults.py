@@ -9,12 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,17 +23,11 @@ from gradekit.trainer_bridge.service.config import ServiceConfig
 from gradekit.trainer_bridge.service.progress import ProgressLog, progress_line
 from gradekit.trainer_bridge.service.store import JobRow, Store
 
+from ...http import GRADEKIT, free_port, gradekit_serve
 from ..rft_task import FAST, write_task
 from .helpers import ARN, GRADER_FILE, client, rft_method, upload, wait_for
 
-GRADEKIT = Path(sys.executable).with_name("gradekit")  # the console script of this environment
 DEFAULT_SOURCE = "the default config; $GRADEKIT_FINETUNE_CONFIG may name a config file"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -47,33 +37,11 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def gradekit_serve(cwd: Path, env: dict[str, str]) -> Iterator[tuple[str, Path]]:
-    """`gradekit serve` in `cwd` on a free loopback port; (base URL, its log); stopped with Ctrl-C on exit."""
-    port = _free_port()
+def serve_in(cwd: Path, env: dict[str, str]) -> Iterator[tuple[str, Path]]:
+    """`gradekit serve` in `cwd`: (base URL, its log)."""
     log = cwd / "serve.log"
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [str(GRADEKIT), "serve", "--port", str(port)], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"gradekit serve did not start:\n{log.read_text()}") from None
-                time.sleep(0.05)
+    with gradekit_serve(log=log, cwd=cwd, env=env) as (url, _):
         yield url, log
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 def _lines(log: Path, prefix: str) -> list[str]:
@@ -88,7 +56,7 @@ def test_serve_without_a_config_serves_the_fine_tuning_api_on_a_local_data_dir(t
     train, _ = write_task(tmp_path / "task", n_train=4, n_valid=1)
     cwd = tmp_path / "here"
     cwd.mkdir()
-    with gradekit_serve(cwd, _env()) as (url, log), client(url) as sdk:
+    with serve_in(cwd, _env()) as (url, log), client(url) as sdk:
         assert sdk.fine_tuning.jobs.list().data == []
         assert "tiny-local" in {m.id for m in sdk.models.list().data}
         file_id = upload(sdk, train)
@@ -101,7 +69,7 @@ def test_serve_without_a_config_serves_the_fine_tuning_api_on_a_local_data_dir(t
 
 def test_an_unusable_data_dir_is_one_error_line_and_the_rest_is_served(tmp_path: Path) -> None:
     (tmp_path / "gradekit-data").write_text("a file where the data folder would go")
-    with gradekit_serve(tmp_path, _env()) as (url, log), client(url) as sdk:
+    with serve_in(tmp_path, _env()) as (url, log), client(url) as sdk:
         with pytest.raises(openai.NotFoundError) as caught:
             sdk.fine_tuning.jobs.list()
         check = {"type": "string_check", "name": "c", "input": "{{ sample.output_text }}", "reference": "a"}
@@ -123,7 +91,7 @@ def test_an_unusable_data_dir_is_one_error_line_and_the_rest_is_served(tmp_path:
 
 def test_an_open_address_without_a_key_is_refused_in_one_line(tmp_path: Path) -> None:
     done = subprocess.run(
-        [str(GRADEKIT), "serve", "--host", "0.0.0.0", "--port", str(_free_port())],
+        [str(GRADEKIT), "serve", "--host", "0.0.0.0", "--port", str(free_port())],
         cwd=tmp_path,
         env=_env(),
         capture_output=True,
@@ -195,7 +163,7 @@ def test_a_bad_config_file_stops_serve_with_one_line(tmp_path: Path, name: str, 
     if text is not None:
         config.write_text(text)
     done = subprocess.run(
-        [str(GRADEKIT), "serve", "--port", str(_free_port())],
+        [str(GRADEKIT), "serve", "--port", str(free_port())],
         cwd=tmp_path,
         env=_env(GRADEKIT_FINETUNE_CONFIG=str(config)),
         capture_output=True,
@@ -272,7 +240,7 @@ def test_serve_logs_a_running_jobs_progress(tmp_path: Path) -> None:
     }
     (tmp_path / "finetune.json").write_text(json.dumps(settings))
     env = _env(GRADEKIT_FINETUNE_CONFIG=str(tmp_path / "finetune.json"))
-    with gradekit_serve(tmp_path, env) as (url, log), client(url) as sdk:
+    with serve_in(tmp_path, env) as (url, log), client(url) as sdk:
         job = sdk.fine_tuning.jobs.create(
             model="tiny-local",
             training_file=upload(sdk, train),
