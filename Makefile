@@ -31,7 +31,19 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# The dashboard's browser tests drive Debian's chromium (never a browser Playwright downloads): installed here when
+# it is missing and we may (root with apt-get), else the one line that says what to install.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "make: installing Debian's chromium for the dashboard's browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	else \
+		echo "make: the dashboard's browser tests need Debian's chromium at $(CHROMIUM): sudo apt-get install chromium" >&2; \
+		exit 1; \
+	fi
+
+test: lint $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
 # Mutation testing (not part of `make test`; see docs/mutation.md): MODULES=results picks modules, each with its own tests.

@@ -1,6 +1,6 @@
 """Real Chromium (Debian's package, never a browser Playwright downloads) driving the dashboard.
 
-Chromium missing is a failure, not a skip: `make test` installs it (see .ci/run) and these tests must run there.
+Chromium missing is a failure, not a skip: `make test` installs it (as root) and these tests must run there.
 Each test leaves a screenshot of its page in build/dashboard-screenshots/ (the test artefacts).
 """
 
@@ -48,7 +48,7 @@ class Service:
 def browser() -> Iterator[Browser]:
     """Headless Debian Chromium."""
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium; .ci/run does)")
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium; make test does)")
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
