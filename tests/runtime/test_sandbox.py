@@ -144,12 +144,15 @@ def test_odd_results_reach_the_parent_as_they_are(pool: SandboxPool) -> None:
     assert values[7:] == [3, 0.25] and type(values[7]) is int
 
 
-def test_odd_results_become_runtime_errors_with_reward_zero(pool: SandboxPool) -> None:
+def test_odd_results_become_runtime_errors_with_reward_zero_and_none_is_no_reward(pool: SandboxPool) -> None:
     grader = PythonGrader(name="odd", source=ODD_RESULTS)
     result = run_batch(grader, [""] * len(ODD_ITEMS), ODD_ITEMS, env=Env(python=pool))
     assert result.rewards == [0.0] * 7 + [3.0, 0.25]
     flags = [r.errors.flags() for r in result]
-    assert flags == [["python_grader_runtime_error"]] * 7 + [[], []]
+    runtime_error = ["python_grader_runtime_error"]
+    # None says "this grader does not apply": no flag, and no reward (its 0.0 on the wire is not a grade)
+    assert flags == [runtime_error] * 4 + [[]] + [runtime_error] * 2 + [[], []]
+    assert [result.no_reward(i) for i in range(len(ODD_ITEMS))] == [None] * 4 + ["not_applicable"] + [None] * 4
     assert result[6].metadata.scores["error_details"]["odd"]["message"] == "grader returned list [1, 2], not a number"
     assert result[0].errors.python_grader_runtime_error_details == "grade() returned a non-finite nan"
 
