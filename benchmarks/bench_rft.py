@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 import demo  # noqa: E402
 
 from gradekit.trainer_bridge import RFTJob, to_trl  # noqa: E402
-from gradekit.trainer_bridge.policy import Policy  # noqa: E402
+from gradekit.trainer_bridge.models.policy import Policy  # noqa: E402
 
 COMPARE_STEPS = 40  # two epochs of the demo's training file at batch 8
 

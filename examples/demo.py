@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from gradekit.trainer_bridge import RFTJob
-from gradekit.trainer_bridge.data import load_rows
-from gradekit.trainer_bridge.policy import TINY_MODEL, Policy
-from gradekit.trainer_bridge.report import format_history
-from gradekit.trainer_bridge.warm_start import warm_start
+from gradekit.trainer_bridge.loop.data import load_rows
+from gradekit.trainer_bridge.loop.report import format_history
+from gradekit.trainer_bridge.loop.warm_start import warm_start
+from gradekit.trainer_bridge.models.policy import TINY_MODEL, Policy
 
 TASK = Path(__file__).parent / "ticket_routing"
 OUT = Path(os.environ.get("GRADEKIT_DEMO_DIR", "gradekit-runs/demo"))

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 from gradekit.trainer_bridge import RFTJob
-from gradekit.trainer_bridge.catalogue import SMOLLM2
-from gradekit.trainer_bridge.data import load_rows
-from gradekit.trainer_bridge.policy import Policy
-from gradekit.trainer_bridge.report import format_history
-from gradekit.trainer_bridge.warm_start import warm_start
+from gradekit.trainer_bridge.loop.data import load_rows
+from gradekit.trainer_bridge.loop.report import format_history
+from gradekit.trainer_bridge.loop.warm_start import warm_start
+from gradekit.trainer_bridge.models.catalogue import SMOLLM2
+from gradekit.trainer_bridge.models.policy import Policy
 
 TASK = Path(__file__).parent / "ticket_routing"
 OUT = Path(os.environ.get("GRADEKIT_DEMO_DIR", "gradekit-runs/smollm2-routing"))

@@ -15,9 +15,9 @@ from gradekit.runtime.model_client import OpenAIModelClient
 from gradekit.runtime.sandbox import SandboxPool
 from gradekit.runtime.server import RUN_PATH, create_app
 from gradekit.testing.fake_llm import FakeLLM, Judge, Malformed, RateLimited, Refusal, ServerError, Status
-from gradekit.trainer_bridge.openrlhf_rewards import to_openrlhf
-from gradekit.trainer_bridge.trl_rewards import to_trl
-from gradekit.trainer_bridge.verl_rewards import to_verl_batch
+from gradekit.trainer_bridge.adapters.openrlhf_rewards import to_openrlhf
+from gradekit.trainer_bridge.adapters.trl_rewards import to_trl
+from gradekit.trainer_bridge.adapters.verl_rewards import to_verl_batch
 from tests.runtime.asgi import post_json
 
 # --- the classification table --------------------------------------------------------------------------------

@@ -86,7 +86,7 @@ def register(subparsers: Any) -> None:
 def _job(args: argparse.Namespace) -> Any:
     from gradekit.runtime.engine import load_backend
 
-    from .job import RFTJob
+    from .loop.job import RFTJob
 
     if args.resume is not None:
         return RFTJob.resume(args.resume, progress=not args.quiet)
@@ -115,8 +115,8 @@ def _job(args: argparse.Namespace) -> Any:
 def _train(args: argparse.Namespace) -> int:
     from gradekit.graders import GraderValidationError
 
-    from .job import JobError
-    from .report import format_history
+    from .loop.job import JobError
+    from .loop.report import format_history
 
     try:
         job = _job(args)
@@ -153,7 +153,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _missing_run(path: Path) -> CLIError:
     """The error for an eval run that is not there, listing the steps its folder has."""
-    from .evals import eval_steps
+    from .loop.evals import eval_steps
 
     if path.is_dir():
         return CLIError(f"{path} is a directory; give an eval run, <run>/evals/step-N.jsonl")
@@ -164,7 +164,7 @@ def _missing_run(path: Path) -> CLIError:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from .evals import EvalRunError, compare_eval_runs, diff_eval_runs, format_diff
+    from .loop.evals import EvalRunError, compare_eval_runs, diff_eval_runs, format_diff
 
     for path in (args.before, args.after):
         if not path.is_file():

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from gradekit.runtime.server import RUN_PATH
-from gradekit.trainer_bridge.evals import eval_run_path, read_eval_run
+from gradekit.trainer_bridge.loop.evals import eval_run_path, read_eval_run
 
 from ..http import post
 from .conftest import Service

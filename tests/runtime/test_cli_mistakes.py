@@ -48,7 +48,7 @@ def test_usage_errors_of_plugin_commands_share_the_prefix(capsys: pytest.Capture
 
 
 def test_train_needs_no_validation_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from gradekit.trainer_bridge import job as job_module
+    from gradekit.trainer_bridge.loop import job as job_module
 
     made: dict[str, object] = {}
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from gradekit.trainer_bridge.data import load_rows
-from gradekit.trainer_bridge.policy import TINY_MODEL, Policy, Rollout
-from gradekit.trainer_bridge.warm_start import warm_start
+from gradekit.trainer_bridge.loop.data import load_rows
+from gradekit.trainer_bridge.loop.warm_start import warm_start
+from gradekit.trainer_bridge.models.policy import TINY_MODEL, Policy, Rollout
 
 TASK = Path(__file__).resolve().parents[2] / "examples" / "ticket_routing"
 GRADER = json.loads((TASK / "grader.json").read_text())

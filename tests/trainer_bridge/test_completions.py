@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from gradekit.graders import run_batch
-from gradekit.trainer_bridge.completions import to_sample
+from gradekit.trainer_bridge.loop.completions import to_sample
 
 GRADER = {"type": "tool_call", "name": "weather_call"}  # expects the item's `expected_tool_calls`
 ITEM = {"expected_tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gradekit.runtime.cli import main
-from gradekit.trainer_bridge.evals import DIFF_COLUMNS, compare_eval_runs, diff_table, format_diff
+from gradekit.trainer_bridge.loop.evals import DIFF_COLUMNS, compare_eval_runs, diff_table, format_diff
 
 PROMPT = "Route this ticket: my invoice from March was charged twice, please refund the second charge"
 LONG = "I think this belongs to technical support, because the customer mentions an invoice " * 2

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from gradekit.trainer_bridge.catalogue import LORA_BASE, TINY_MODEL
-from gradekit.trainer_bridge.job import RFTJob
-from gradekit.trainer_bridge.policy import Policy
+from gradekit.trainer_bridge.loop.job import RFTJob
+from gradekit.trainer_bridge.models.catalogue import LORA_BASE, TINY_MODEL
+from gradekit.trainer_bridge.models.policy import Policy
 
 from .rft_task import GRADER
 

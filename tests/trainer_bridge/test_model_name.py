@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from gradekit.trainer_bridge import RFTJob
-from gradekit.trainer_bridge.job import fine_tuned_model_name
-from gradekit.trainer_bridge.policy import TINY_MODEL
+from gradekit.trainer_bridge.loop.job import fine_tuned_model_name
+from gradekit.trainer_bridge.models.policy import TINY_MODEL
 from gradekit.trainer_bridge.service.store import Store
 from gradekit.trainer_bridge.service.worker import Worker, _Active
 

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from gradekit.trainer_bridge import catalogue
-from gradekit.trainer_bridge.catalogue import (
+from gradekit.trainer_bridge.loop.hyperparameters import Hyperparameters, LoopOptions
+from gradekit.trainer_bridge.loop.job import JobError, RFTJob
+from gradekit.trainer_bridge.models import catalogue
+from gradekit.trainer_bridge.models.catalogue import (
     SMOLLM2,
     TINY_MODEL,
     ModelUnavailable,
@@ -18,8 +20,6 @@ from gradekit.trainer_bridge.catalogue import (
     load_model,
     unavailable,
 )
-from gradekit.trainer_bridge.hyperparameters import Hyperparameters, LoopOptions
-from gradekit.trainer_bridge.job import JobError, RFTJob
 
 from .rft_task import GRADER, TASK
 

@@ -20,11 +20,11 @@ from gradekit.runtime.engine import Engine
 from gradekit.runtime.model_client import OpenAIModelClient
 from gradekit.testing.fake_llm import Delay, FakeLLM, Judge, RateLimited, ServerError
 from gradekit.trainer_bridge import RFTJob
-from gradekit.trainer_bridge.grading import BackgroundGrader
-from gradekit.trainer_bridge.grpo import group_advantages, grpo_update, rewards_tensor
-from gradekit.trainer_bridge.hyperparameters import LoopOptions
-from gradekit.trainer_bridge.metrics import train_metrics
-from gradekit.trainer_bridge.policy import TINY_MODEL, Policy
+from gradekit.trainer_bridge.loop.batch_grading import BackgroundGrader
+from gradekit.trainer_bridge.loop.grpo import group_advantages, grpo_update, rewards_tensor
+from gradekit.trainer_bridge.loop.hyperparameters import LoopOptions
+from gradekit.trainer_bridge.loop.metrics import train_metrics
+from gradekit.trainer_bridge.models.policy import TINY_MODEL, Policy
 
 from .rft_task import FAST, metrics, rollout_of
 
@@ -295,9 +295,9 @@ def test_trl_leaves_samples_without_reward_out_of_its_reward_and_advantages(
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from gradekit.trainer_bridge import trl_rewards
-    from gradekit.trainer_bridge.tiny import build_tiny_model, build_tokenizer
-    from gradekit.trainer_bridge.trl_rewards import to_trl
+    from gradekit.trainer_bridge.adapters import trl_rewards
+    from gradekit.trainer_bridge.adapters.trl_rewards import to_trl
+    from gradekit.trainer_bridge.models.tiny import build_tiny_model, build_tokenizer
 
     rows = [{"prompt": f"what is {a} plus {b} ?", "answer": str(a + b)} for a, b in [(1, 2), (2, 3), (3, 4), (4, 5)]]
     graded: list[Any] = []

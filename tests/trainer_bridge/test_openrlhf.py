@@ -21,7 +21,7 @@ import torch
 from gradekit.graders import validate
 from gradekit.runtime import cli
 from gradekit.runtime.server import create_app, running
-from gradekit.trainer_bridge.openrlhf_rewards import ROUTE, register, response_text, reward_func, to_openrlhf
+from gradekit.trainer_bridge.adapters.openrlhf_rewards import ROUTE, register, response_text, reward_func, to_openrlhf
 
 from ..http import post
 
@@ -123,7 +123,9 @@ def test_module_reward_func_reads_the_environment(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("GRADEKIT_LABEL_KEY", "answer")
     # A user's reward file is one line; OpenRLHF imports it by path and calls it in a thread, one sample at a time.
     user_file = tmp_path / "reward.py"
-    user_file.write_text("from gradekit.trainer_bridge.openrlhf_rewards import reward_func\n", encoding="utf-8")
+    user_file.write_text(
+        "from gradekit.trainer_bridge.adapters.openrlhf_rewards import reward_func\n", encoding="utf-8"
+    )
     spec = importlib.util.spec_from_file_location("reward_func", user_file)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -149,8 +151,8 @@ def test_module_reward_func_without_grader(monkeypatch: pytest.MonkeyPatch) -> N
 def test_adapters_import_without_torch() -> None:
     code = (
         "import sys\n"
-        "import gradekit.trainer_bridge.openrlhf_rewards, gradekit.trainer_bridge.verl_rewards\n"
-        "import gradekit.trainer_bridge.trl_rewards\n"
+        "import gradekit.trainer_bridge.adapters.openrlhf_rewards, gradekit.trainer_bridge.adapters.verl_rewards\n"
+        "import gradekit.trainer_bridge.adapters.trl_rewards\n"
         "assert not {'torch', 'trl', 'verl', 'transformers'} & set(sys.modules), sorted(sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
@@ -211,7 +213,7 @@ def test_route_loads_through_the_entry_point(monkeypatch: pytest.MonkeyPatch) ->
 
     # The line pyproject.toml declares under [project.entry-points."gradekit.routes"].
     ep = EntryPoint(
-        name="openrlhf", value="gradekit.trainer_bridge.openrlhf_rewards:register", group=server.ROUTES_GROUP
+        name="openrlhf", value="gradekit.trainer_bridge.adapters.openrlhf_rewards:register", group=server.ROUTES_GROUP
     )
     monkeypatch.setattr(server, "entry_points", lambda group: [ep] if group == server.ROUTES_GROUP else [])
     with running(create_app(grader=validate(GRADER))) as url:

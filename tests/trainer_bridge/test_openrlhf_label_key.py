@@ -15,7 +15,7 @@ import pytest
 
 from gradekit.graders import validate
 from gradekit.runtime.server import create_app, running
-from gradekit.trainer_bridge.openrlhf_rewards import ROUTE, default_label_key, register, reward_func
+from gradekit.trainer_bridge.adapters.openrlhf_rewards import ROUTE, default_label_key, register, reward_func
 
 from ..http import post
 

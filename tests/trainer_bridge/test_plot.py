@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gradekit.trainer_bridge.plot import plot_rewards, reward_figure
+from gradekit.trainer_bridge.loop.plot import plot_rewards, reward_figure
 
 ZERO = {"count": 0, "rate": 0.0}
 

@@ -17,9 +17,9 @@ from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
 
 from gradekit.graders.errors import ERROR_FLAGS
 from gradekit.trainer_bridge import Hyperparameters, RFTJob
-from gradekit.trainer_bridge.evals import diff_eval_runs, read_eval_run
-from gradekit.trainer_bridge.job import JobError
-from gradekit.trainer_bridge.policy import Policy
+from gradekit.trainer_bridge.loop.evals import diff_eval_runs, read_eval_run
+from gradekit.trainer_bridge.loop.job import JobError
+from gradekit.trainer_bridge.models.policy import Policy
 
 from .rft_task import FAST, GRADER, metrics
 

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from gradekit.graders import run_batch
-from gradekit.trainer_bridge.catalogue import SMOLLM2, auto_options, unavailable
-from gradekit.trainer_bridge.completions import to_sample
-from gradekit.trainer_bridge.data import load_rows
-from gradekit.trainer_bridge.grpo import grpo_update
-from gradekit.trainer_bridge.hyperparameters import LoopOptions
-from gradekit.trainer_bridge.policy import Policy
+from gradekit.trainer_bridge.loop.completions import to_sample
+from gradekit.trainer_bridge.loop.data import load_rows
+from gradekit.trainer_bridge.loop.grpo import grpo_update
+from gradekit.trainer_bridge.loop.hyperparameters import LoopOptions
+from gradekit.trainer_bridge.models.catalogue import SMOLLM2, auto_options, unavailable
+from gradekit.trainer_bridge.models.policy import Policy
 
 from .rft_task import TASK
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from gradekit.graders import run_batch, validate
-from gradekit.trainer_bridge.grpo import group_advantages, grpo_update, policy_loss
-from gradekit.trainer_bridge.hyperparameters import LoopOptions
-from gradekit.trainer_bridge.metrics import train_metrics, valid_metrics
-from gradekit.trainer_bridge.policy import TINY_MODEL, Policy
+from gradekit.trainer_bridge.loop.grpo import group_advantages, grpo_update, policy_loss
+from gradekit.trainer_bridge.loop.hyperparameters import LoopOptions
+from gradekit.trainer_bridge.loop.metrics import train_metrics, valid_metrics
+from gradekit.trainer_bridge.models.policy import TINY_MODEL, Policy
 
 from .rft_task import GRADER, rollout_of
 

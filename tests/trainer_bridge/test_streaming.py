@@ -11,9 +11,9 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
-from gradekit.trainer_bridge.data import Row
-from gradekit.trainer_bridge.policy import TINY_MODEL, Policy
-from gradekit.trainer_bridge.warm_start import warm_start
+from gradekit.trainer_bridge.loop.data import Row
+from gradekit.trainer_bridge.loop.warm_start import warm_start
+from gradekit.trainer_bridge.models.policy import TINY_MODEL, Policy
 
 from .service.helpers import client, make_config, serving
 

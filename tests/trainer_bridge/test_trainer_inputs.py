@@ -10,8 +10,8 @@ import pytest
 
 from gradekit.graders import StringCheck, grader
 from gradekit.trainer_bridge import to_trl, to_verl, to_verl_batch
-from gradekit.trainer_bridge.trl_rewards import trl_inputs
-from gradekit.trainer_bridge.verl_rewards import compute_score, reward_kwargs_of, verl_item
+from gradekit.trainer_bridge.adapters.trl_rewards import trl_inputs
+from gradekit.trainer_bridge.adapters.verl_rewards import compute_score, reward_kwargs_of, verl_item
 
 pytestmark = pytest.mark.filterwarnings("ignore:Ray state API is no longer experimental:DeprecationWarning")
 
@@ -120,7 +120,7 @@ def test_reward_kwargs_through_verls_config_loader(tmp_path: Path) -> None:
     from omegaconf import OmegaConf
     from verl.trainer.ppo.reward import get_custom_reward_fn
 
-    from gradekit.trainer_bridge import verl_rewards
+    from gradekit.trainer_bridge.adapters import verl_rewards
 
     ref = f"{__name__}:gsm8k_style"
     config = OmegaConf.create(

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from gradekit.graders import BatchResult
-from gradekit.trainer_bridge import trl_rewards
-from gradekit.trainer_bridge.trl_rewards import TRLReward, to_trl, trl_inputs
+from gradekit.trainer_bridge.adapters import trl_rewards
+from gradekit.trainer_bridge.adapters.trl_rewards import TRLReward, to_trl, trl_inputs
 
 MULTI: dict[str, Any] = {
     "type": "multi",
@@ -78,7 +78,7 @@ def test_grpo_trainer_logs_gradekit_rewards(tmp_path: Path, monkeypatch: pytest.
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from gradekit.trainer_bridge.tiny import build_tiny_model, build_tokenizer
+    from gradekit.trainer_bridge.models.tiny import build_tiny_model, build_tokenizer
 
     graded: list[tuple[list[Any], list[dict[str, Any]], BatchResult]] = []
     real_run_batch = trl_rewards.run_batch

@@ -9,8 +9,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gradekit.trainer_bridge import verl_rewards
-from gradekit.trainer_bridge.verl_rewards import compute_score, compute_score_batch, to_verl, to_verl_batch, verl_item
+from gradekit.trainer_bridge.adapters import verl_rewards
+from gradekit.trainer_bridge.adapters.verl_rewards import (
+    compute_score,
+    compute_score_batch,
+    to_verl,
+    to_verl_batch,
+    verl_item,
+)
 
 # Importing verl's reward loop pulls in ray's state API, which warns about its own module path.
 pytestmark = pytest.mark.filterwarnings("ignore:Ray state API is no longer experimental:DeprecationWarning")
@@ -56,7 +62,7 @@ def grader_file(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Any:
-    from gradekit.trainer_bridge.tiny import build_tokenizer
+    from gradekit.trainer_bridge.models.tiny import build_tokenizer
 
     return build_tokenizer([PROMPT, *(r[0] for r in ROWS)])
 
@@ -133,7 +139,7 @@ def test_batch_reward_manager_with_compute_score_batch(grader_file: Path, tokeni
     from verl.trainer.ppo.reward import get_custom_reward_fn
     from verl.workers.reward_manager.batch import BatchRewardManager
 
-    path = "pkg://gradekit.trainer_bridge.verl_rewards"  # verl's package form: no file path needed
+    path = "pkg://gradekit.trainer_bridge.adapters.verl_rewards"  # verl's package form: no file path needed
     fn = get_custom_reward_fn(verl_config(path, "compute_score_batch", {"grader": str(grader_file)}))
     data = data_proto(tokenizer)
     manager = BatchRewardManager(tokenizer, num_examine=0, compute_score=fn)
@@ -182,7 +188,7 @@ def test_missing_grader_names_both_options(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_grader_is_loaded_once_per_spec(grader_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gradekit.trainer_bridge import _adapters
+    from gradekit.trainer_bridge.adapters import common as _adapters
 
     loads: list[Any] = []
     real_validate = _adapters.validate

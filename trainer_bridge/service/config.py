@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..catalogue import CATALOGUE
+from ..models.catalogue import CATALOGUE
 
 __all__ = ["CONFIG_ENV", "DEFAULT_DATA_DIR", "ConfigError", "ServiceConfig"]
 
@@ -88,7 +88,7 @@ class ServiceConfig(BaseModel):
     @field_validator("options")
     @classmethod
     def _known_options(cls, options: dict[str, Any]) -> dict[str, Any]:
-        from ..hyperparameters import LoopOptions
+        from ..loop.hyperparameters import LoopOptions
 
         try:
             LoopOptions(**options)

@@ -21,7 +21,7 @@ from fastapi import FastAPI, Query, Request
 
 from gradekit.runtime.server import APIError
 
-from ..evals import eval_run_path, eval_steps, read_eval_run
+from ..loop.evals import eval_run_path, eval_steps, read_eval_run
 from .jobs import MAX_LIMIT, page
 from .runs import JobSource
 

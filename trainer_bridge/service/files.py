@@ -22,8 +22,8 @@ from typing import Any
 from gradekit.runtime.jsonl import TOO_DEEP, clean_text
 from gradekit.runtime.server import APIError
 
-from ..data import DataError, load_rows
-from ..files import fsync_dir
+from ..loop.atomic_files import fsync_dir
+from ..loop.data import DataError, load_rows
 from .store import Store
 
 __all__ = ["PURPOSE", "FilePart", "Files", "form_filename"]

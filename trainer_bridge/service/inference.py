@@ -24,8 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gradekit.runtime.server import APIError
 
-from ..data import Row
-from ..policy import TINY_MODEL, Policy
+from ..loop.data import Row
+from ..models.policy import TINY_MODEL, Policy
 from .config import ServiceConfig
 from .models import ModelRef, Models
 

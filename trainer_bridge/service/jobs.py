@@ -20,10 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gradekit.runtime.server import APIError
 
-from .. import catalogue
-from ..events import EventLog, read_events
-from ..hyperparameters import Hyperparameters, SettingNamedTwice, canonical_names
-from ..job import fine_tuned_model_name, job_object
+from ..loop.events import EventLog, read_events
+from ..loop.hyperparameters import Hyperparameters, SettingNamedTwice, canonical_names
+from ..loop.job import fine_tuned_model_name, job_object
+from ..models import catalogue
 from . import transitions
 from .config import ServiceConfig
 from .files import Files

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..catalogue import available
+from ..models.catalogue import available
 from .config import ServiceConfig
 from .store import JobRow, Store
 

@@ -15,9 +15,9 @@ from typing import Any, Protocol
 from gradekit.runtime.cli import RUNS_ENV
 from gradekit.runtime.server import APIError
 
-from ..events import read_events
-from ..files import read_json
-from ..job import base_model_name, fine_tuned_model_name
+from ..loop.atomic_files import read_json
+from ..loop.events import read_events
+from ..loop.job import base_model_name, fine_tuned_model_name
 from .jobs import Jobs, checkpoint_objects, page
 
 __all__ = ["RUNS_ENV", "Combined", "JobSource", "RunFolders", "runs_dir_from_env"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..job import FINAL_STATUSES
+from ..loop.job import FINAL_STATUSES
 
 __all__ = ["FINAL_STATUSES", "JobRow", "Store"]
 

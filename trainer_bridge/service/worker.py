@@ -52,7 +52,7 @@ from .grading import resolve_grader
 from .store import FINAL_STATUSES, JobRow, Store
 
 if TYPE_CHECKING:
-    from ..job import RFTJob
+    from ..loop.job import RFTJob
 
 __all__ = ["CONFIG_VAR", "WORKER_DIED", "Worker", "WorkerProcess", "describe_exit", "main", "record_worker_death"]
 
@@ -188,7 +188,7 @@ class Worker:
                 return
             if current.control == "pause":
                 job.pause()
-            from ..job import JobError
+            from ..loop.job import JobError
 
             try:
                 record = job.run()
@@ -204,8 +204,8 @@ class Worker:
 
     def _build(self, a: _Active) -> RFTJob | None:
         """The `RFTJob` to run: a fresh one, or the interrupted run continued; None when there is nothing to do."""
-        from ..files import read_json
-        from ..job import RFTJob
+        from ..loop.atomic_files import read_json
+        from ..loop.job import RFTJob
 
         row, spec = a.row, a.row.spec
         run = self.config.jobs_dir / row.id
@@ -270,7 +270,7 @@ class Worker:
 def _append_event(
     config: ServiceConfig, job_id: str, message: str, *, level: Literal["info", "warn", "error"] = "info"
 ) -> None:
-    from ..events import EventLog
+    from ..loop.events import EventLog
 
     run = config.jobs_dir / job_id
     run.mkdir(parents=True, exist_ok=True)
@@ -294,8 +294,8 @@ def record_worker_death(config: ServiceConfig, store: Store, worker: str, how: s
     to the queue, or to `paused` when a pause was pending, and the next worker resumes them from their last
     snapshot. A job cancelled meanwhile stays cancelled.
     """
-    from ..events import read_events
-    from ..files import read_json, write_json
+    from ..loop.atomic_files import read_json, write_json
+    from ..loop.events import read_events
 
     limit = config.max_worker_deaths
     log = config.data_dir / "worker.log"
@@ -347,7 +347,7 @@ def _preload(done: threading.Event) -> None:
             Qwen2ForCausalLM,
         )
 
-        from .. import job  # noqa: F401
+        from ..loop import job  # noqa: F401
     done.set()
 
 

@@ -20,8 +20,8 @@ import pytest
 from openai import OpenAI
 from pydantic import ValidationError
 
-from gradekit.trainer_bridge.hyperparameters import BEDROCK_NAMES, Hyperparameters, LoopOptions
-from gradekit.trainer_bridge.job import RFTJob
+from gradekit.trainer_bridge.loop.hyperparameters import BEDROCK_NAMES, Hyperparameters, LoopOptions
+from gradekit.trainer_bridge.loop.job import RFTJob
 
 from ..rft_task import GRADER, write_task
 from .helpers import client, make_config, rft_method, serving, upload, wait_for

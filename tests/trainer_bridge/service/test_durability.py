@@ -15,7 +15,7 @@ from typing import Any
 
 from openai import OpenAI
 
-from gradekit.trainer_bridge.events import read_events
+from gradekit.trainer_bridge.loop.events import read_events
 from gradekit.trainer_bridge.service.store import Store
 
 from ...http import gradekit_serve

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from gradekit.trainer_bridge.events import EventLog
+from gradekit.trainer_bridge.loop.events import EventLog
 
 from ..rft_task import write_task
 from .helpers import client, make_config, rft_method, serving, upload

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
-from gradekit.trainer_bridge.events import read_events
+from gradekit.trainer_bridge.loop.events import read_events
 from gradekit.trainer_bridge.service.store import JobRow, Store
 from gradekit.trainer_bridge.service.worker import WORKER_DIED, describe_exit, record_worker_death
 

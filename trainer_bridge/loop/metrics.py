@@ -12,7 +12,7 @@ from typing import Any
 from gradekit.graders import BatchResult, Grader
 from gradekit.graders.aggregate import Aggregate
 
-from .grading import error_table, grader_names, no_reward_table
+from .batch_grading import error_table, grader_names, no_reward_table
 
 __all__ = ["grading_tables", "per_grader", "train_metrics", "valid_metrics"]
 

@@ -20,7 +20,7 @@ number, so its reward is 0.0, and `no_reward` says it was not graded; its logged
 A reward file for OpenRLHF can be one line, with the grader in `$GRADEKIT_GRADER` (and the item key of the label
 in `$GRADEKIT_LABEL_KEY`, default: the one `item` field the grader reads, else `label`; `default_label_key`):
 
-    from gradekit.trainer_bridge.openrlhf_rewards import reward_func
+    from gradekit.trainer_bridge.adapters.openrlhf_rewards import reward_func
 
 Over HTTP, `gradekit serve --grader grader.json` serves `POST /openrlhf/get_reward` (this module's `register`,
 an entry point of the `gradekit.routes` group; the label key is `$GRADEKIT_LABEL_KEY` there too). OpenRLHF
@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict
 from gradekit.graders import BatchResult, Env, Grader, arun_batch, run_batch, validate
 from gradekit.graders.api import GraderLike
 from gradekit.graders.safety import loads_json
-from gradekit.trainer_bridge._adapters import cached_grader, sample_columns
+from gradekit.trainer_bridge.adapters.common import cached_grader, sample_columns
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .files import publish_dir, read_json, remove_leftovers, write_json
+from .atomic_files import publish_dir, read_json, remove_leftovers, write_json
 
 __all__ = ["Checkpoint", "CheckpointStore", "Snapshots"]
 

@@ -30,19 +30,19 @@ from gradekit.graders import BatchResult, Env, Grader, validate
 from gradekit.graders.api import GraderLike
 from gradekit.runtime.engine import Backend, Engine
 
-from .catalogue import auto_options, default_model, display_name, unavailable
+from ..models.catalogue import auto_options, default_model, display_name, unavailable
+from ..models.policy import Policy, Rollout
+from .atomic_files import publish_dir, read_json, write_json
+from .batch_grading import BackgroundGrader, split_range
 from .checkpoints import Checkpoint, CheckpointStore, Snapshots
 from .completions import to_sample
 from .data import DataError, Row, load_rows
 from .evals import eval_run_path, write_eval_run
 from .events import EventLog, read_events
-from .files import publish_dir, read_json, write_json
-from .grading import BackgroundGrader, split_range
 from .grpo import grpo_update
 from .hyperparameters import Hyperparameters, LoopOptions, Resolved
 from .metrics import grading_tables, train_metrics, valid_metrics
 from .plot import plot_rewards
-from .policy import Policy, Rollout
 
 if TYPE_CHECKING:
     from torch.optim import Optimizer

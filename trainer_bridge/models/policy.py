@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..loop.data import Row
 from .catalogue import LORA_BASE, TINY_MODEL, display_name, load_model, lora_base, quiet_peft
-from .data import Row
 
 if TYPE_CHECKING:
     from torch import Tensor

@@ -21,7 +21,7 @@ not graded. A sub-grader named `score`, `reward`, `error` or `no_reward` is keye
 
 Without writing any code, point verl at this module and name the grader in the config:
 
-    reward.custom_reward_function.path=pkg://gradekit.trainer_bridge.verl_rewards   (or this file's path)
+    reward.custom_reward_function.path=pkg://gradekit.trainer_bridge.adapters.verl_rewards   (or this file's path)
     reward.custom_reward_function.name=compute_score          (compute_score_batch for the batch manager)
     +reward.custom_reward_function.reward_kwargs.grader=/path/to/grader.json
 
@@ -40,7 +40,7 @@ from typing import Any
 
 from gradekit.graders import BatchResult, Env, Grader, run_batch, validate
 from gradekit.graders.api import GraderLike
-from gradekit.trainer_bridge._adapters import cached_grader, plain, sample_columns
+from gradekit.trainer_bridge.adapters.common import cached_grader, plain, sample_columns
 
 __all__ = [
     "GRADER_ENV",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from ..models.policy import Policy
 from .data import Row
-from .policy import Policy
 
 __all__ = ["warm_start"]
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .catalogue import AutoOptions, auto_options
+from ..models.catalogue import AutoOptions, auto_options
 
 __all__ = [
     "BEDROCK_NAMES",

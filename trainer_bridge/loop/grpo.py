@@ -11,8 +11,8 @@ if TYPE_CHECKING:
     from torch.optim import Optimizer
     from transformers import PreTrainedModel
 
+    from ..models.policy import Policy, Rollout
     from .hyperparameters import LoopOptions
-    from .policy import Policy, Rollout
 
 __all__ = ["group_advantages", "grpo_update", "policy_loss", "rewards_tensor"]
 

@@ -37,7 +37,7 @@ from typing import Any
 from gradekit.graders import BatchResult, Env, Grader, GradingError, arun_batch, make_sample, run_batch, validate
 from gradekit.graders.api import GraderLike
 from gradekit.graders.samples import is_assistant
-from gradekit.trainer_bridge._adapters import error_rates, failed, plain
+from gradekit.trainer_bridge.adapters.common import error_rates, failed, plain
 
 __all__ = ["TRL_KWARGS", "TRLReward", "to_trl", "trl_inputs"]
 

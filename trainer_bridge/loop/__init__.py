@@ -1,0 +1,1 @@
+"""gradekit's integrated RFT loop: the job, GRPO steps, grading, metrics, events, checkpoints and eval runs."""
