@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .base import Grader
 from .errors import ERROR_FLAGS
 from .results import BatchResult, RunResult, SampleNotes
 from .safety import json_safe
@@ -46,6 +47,14 @@ class Aggregate:
     #: grader (or `multi` key) -> samples it gave no reward; the aggregate's own name counts whole samples
     no_reward: dict[str, int] = field(default_factory=dict)
     no_reward_samples: int = 0
+    #: the grader's `pass_threshold`: a sample that got a reward of at least this passes (as in OpenAI's evals)
+    pass_threshold: float | None = None
+    passed: int = 0
+
+    @classmethod
+    def for_grader(cls, grader: Grader) -> Aggregate:
+        """An empty aggregate named for `grader`, counting passes when it has a `pass_threshold`."""
+        return cls(name=grader.name, pass_threshold=getattr(grader, "pass_threshold", None))
 
     def add(self, reward: float, sub_rewards: dict[str, float], notes: SampleNotes | None) -> None:
         """Count one graded sample."""
@@ -57,6 +66,8 @@ class Aggregate:
                 self.no_reward[self.name] = self.no_reward.get(self.name, 0) + 1
         else:
             self.rewards.add(reward)
+            if self.pass_threshold is not None and reward >= self.pass_threshold:
+                self.passed += 1
         for grader in missing:
             self.no_reward[grader] = self.no_reward.get(grader, 0) + 1
         for key, value in sub_rewards.items():
@@ -103,8 +114,16 @@ class Aggregate:
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary (encodable as UTF-8); `errors[grader][flag]` and `no_reward[grader]` hold `count`
-        and `rate`; reward means and stds are over the samples that got a reward."""
+        and `rate`; reward means and stds are over the samples that got a reward, and so is the pass rate
+        (`passed`, present when a `pass_threshold` is set)."""
         n = self.count
+        passing = {}
+        if self.pass_threshold is not None:
+            graded = self.rewards.n
+            passing = {
+                "pass_threshold": self.pass_threshold,
+                "passed": {"count": self.passed, "rate": self.passed / graded if graded else 0.0},
+            }
         return json_safe(
             {
                 "count": n,
@@ -124,5 +143,6 @@ class Aggregate:
                 "no_reward": {g: {"count": c, "rate": c / n if n else 0.0} for g, c in self.no_reward.items()},
                 "no_reward_samples": self.no_reward_samples,
                 "no_reward_rate": self.no_reward_samples / n if n else 0.0,
+                **passing,
             }
         )  # type: ignore[no-any-return]

@@ -171,7 +171,7 @@ class Engine:
         self.concurrency = concurrency
         self.ordered = ordered
         self.backend = backend
-        self.aggregate = Aggregate(name=self.grader.name)
+        self.aggregate = Aggregate.for_grader(self.grader)
 
     async def grade(self, samples: list[SampleInput], items: list[Any]) -> BatchResult:
         """Grade one chunk of rows with `grade_rows` (here or on the backend); `aggregate` is left untouched."""

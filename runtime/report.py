@@ -29,6 +29,10 @@ def format_summary(summary: Mapping[str, Any], *, title: str | None = None) -> s
         # samples the grading could not grade: outside the reward mean and std (docs/no-reward.md)
         f"{'no reward':<{_LABEL}}{summary.get('no_reward_samples', 0)} ({summary.get('no_reward_rate', 0.0):.1%})",
     ]
+    if "passed" in summary:
+        passed = summary["passed"]
+        label = f"passed (>= {summary['pass_threshold']:g})"
+        lines.append(f"{label:<{_LABEL}}{passed['count']} ({passed['rate']:.1%} of those with a reward)")
     graders: Mapping[str, Any] = summary.get("graders", {})
     if graders:
         width = max(_LABEL - 2, *(len(k) + 2 for k in graders))

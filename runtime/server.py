@@ -261,7 +261,7 @@ def _run_many(
             param="items",
         )
     batch: BatchResult = asyncio.run(grade_rows(grader, samples, items or [None] * len(samples), env=env))
-    aggregate = Aggregate(name=grader.name)
+    aggregate = Aggregate.for_grader(grader)
     aggregate.add_batch(batch)
     results = ",".join(model_json(r) for r in batch)
     return f'{{"results":[{results}],"summary":{dumps(aggregate.summary())}}}'

@@ -5,7 +5,9 @@ from __future__ import annotations
 import statistics
 
 from gradekit.graders.aggregate import Aggregate
+from gradekit.graders.models import TextSimilarity
 from gradekit.graders.results import BatchResult, GraderErrors, GraderMetadata, RunResult, SampleNotes
+from gradekit.runtime.report import format_summary
 
 
 def _failed(*pairs: tuple[str, str]) -> SampleNotes:
@@ -127,3 +129,27 @@ def test_add_result_with_empty_or_odd_details_counts_the_flags() -> None:
         "top": {"formula_parse_error": {"count": 1, "rate": 0.5}, "other_error": {"count": 1, "rate": 0.5}}
     }
     assert s["failed_samples"] == 2
+
+
+def test_pass_threshold_counts_passes_among_the_rewarded_samples() -> None:
+    grader = TextSimilarity(
+        name="sim", input="{{ sample.output_text }}", reference="x", evaluation_metric="bleu", pass_threshold=0.5
+    )
+    agg = Aggregate.for_grader(grader)
+    for reward in (0.2, 0.5, 0.9, 0.49):
+        agg.add(reward, {}, None)
+    ungraded = SampleNotes()
+    ungraded.fail("sim", "unresponsive_reward_error", "judge down")
+    agg.add(0.0, {}, ungraded)  # no reward: neither passed nor failed
+    summary = agg.summary()
+    assert summary["pass_threshold"] == 0.5
+    assert summary["passed"] == {"count": 2, "rate": 0.5}  # 0.5 and 0.9 of the four rewarded samples
+    assert "passed (>= 0.5)     2 (50.0% of those with a reward)" in format_summary(summary)
+
+
+def test_no_pass_threshold_adds_no_pass_keys() -> None:
+    grader = TextSimilarity(name="sim", input="a", reference="b", evaluation_metric="bleu")
+    agg = Aggregate.for_grader(grader)
+    agg.add(1.0, {}, None)
+    assert "passed" not in agg.summary() and "pass_threshold" not in agg.summary()
+    assert "passed" not in format_summary(agg.summary())

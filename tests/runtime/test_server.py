@@ -252,6 +252,27 @@ def test_batch_endpoint(base_url: str) -> None:
     assert status == 200 and body["results"] == [] and body["summary"]["count"] == 0
 
 
+def test_batch_summary_counts_passes_at_the_graders_pass_threshold(base_url: str) -> None:
+    grader = {
+        "type": "text_similarity",
+        "name": "sim",
+        "input": "{{ sample.output_text }}",
+        "reference": "{{ item.answer }}",
+        "evaluation_metric": "fuzzy_match",
+        "pass_threshold": 0.9,
+    }
+    samples = ["the billing team", "billing", "the billing team", "nothing alike"]
+    status, body = post(
+        f"{base_url}/v1/gradekit/graders/run_batch",
+        {"grader": grader, "model_samples": samples, "items": [{"answer": "the billing team"}] * 4},
+    )
+    assert status == 200
+    rewards = [r["reward"] for r in body["results"]]
+    assert rewards[0] == rewards[2] == 1.0 and rewards[1] < 0.9 and rewards[3] < 0.9
+    assert body["summary"]["pass_threshold"] == 0.9
+    assert body["summary"]["passed"] == {"count": 2, "rate": 0.5}
+
+
 def test_api_key_and_body_limit() -> None:
     with running(create_app(api_key="s3cret", max_body_bytes=4096)) as url:
         with (
