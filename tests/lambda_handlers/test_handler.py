@@ -137,13 +137,14 @@ def test_deadline_marks_unfinished_samples_unresponsive() -> None:
     async def slow(sample: dict[str, Any]) -> float:
         import asyncio
 
-        await asyncio.sleep(5 if "slow" in sample["output_text"] else 0)
+        if "slow" in sample["output_text"]:
+            await asyncio.Event().wait()  # never set: only the deadline ends it
         return 1.0
 
     event = [
         {"id": str(i), "messages": [{"role": "assistant", "content": "slow" if i == 1 else "fast"}]} for i in range(4)
     ]
-    out = bedrock_reward_handler(slow, safety_margin=0.0, chunk_size=1)(event, Context(remaining_ms=500))
+    out = bedrock_reward_handler(slow, safety_margin=0.0, chunk_size=1)(event, Context(remaining_ms=3000))
     assert [o["aggregate_reward_score"] for o in out] == [1.0, 0.0, 1.0, 1.0]
     # A sample the deadline cut off got no reward: 0.0 (Bedrock needs a number), its flag and the no_reward metric.
     assert out[1]["metrics_list"][-2:] == [

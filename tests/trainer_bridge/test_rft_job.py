@@ -198,12 +198,12 @@ sys.path.insert(0, {root!r})
 from tests.trainer_bridge.rft_task import FAST, GRADER
 from gradekit.trainer_bridge import RFTJob
 
-def slow(event):
-    if event["type"] == "metrics":
-        time.sleep(0.3)  # leaves the parent time to kill mid-run; changes no result
+def stop_at_step_5(event):
+    if event["type"] == "metrics" and event["data"]["step"] >= 5:
+        time.sleep(3600)  # waits here until the parent kills it mid-run, however loaded the machine
 
 RFTJob({base!r}, GRADER, {train!r}, {valid!r}, {hyper!r}, seed=5, output_dir={out!r}, options=FAST,
-       progress=False, listener=slow).run()
+       progress=False, listener=stop_at_step_5).run()
 """
 
 
