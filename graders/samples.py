@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from .errors import GradingError
 from .frozen import FrozenDict, FrozenList, freeze
@@ -91,30 +91,33 @@ def _from_message(message: Mapping[str, Any], choices: list[Any]) -> dict[str, A
     }
 
 
-def make_sample(output: SampleInput) -> dict[str, Any]:
-    """The `sample` dict (`output_text`, `output_json`, `output_tools`, `choices`) for a model output.
+#: A model output told apart by `output_form`, as `(form, answer, rest)`: `("text", the string, None)`,
+#: `("sample", its output_text, the sample dict)`, `("completion", the message of choices[0], the choices)` or
+#: `("messages", the last assistant message, the message list)`. Plain tuples: it runs once per sample.
+OutputForm = (
+    tuple[Literal["text"], str, None]
+    | tuple[Literal["sample"], str, Mapping[str, Any]]
+    | tuple[Literal["completion"], Mapping[str, Any], list[Any]]
+    | tuple[Literal["messages"], Mapping[str, Any], list[Any]]
+)
 
-    Accepts the model's output string, a dict already shaped as a sample (has `output_text`), a chat
-    completion (has `choices`), or a message list whose last `assistant` (or Amazon Nova's `nova_assistant`)
-    message is the answer.
+
+def output_form(output: SampleInput) -> OutputForm:
+    """Which form `output` takes, its parts checked; `GradingError` (`sample_parse_error`) when it is none.
+
+    One place for what a sample may be: `make_sample` builds the `sample` namespace from the form, the Lambda
+    backend the messages of a reward event. A message's content is not read here.
     """
     if isinstance(output, GradingError):
         raise output  # a reader that could not parse a row passes its error along as the sample
     if isinstance(output, str):
-        return {
-            "output_text": output,
-            "output_json": parse_json_output(output),
-            "output_tools": [],
-            "choices": [],
-        }
+        return "text", output, None
     if isinstance(output, Mapping):
         if "output_text" in output:
             text = output["output_text"]
             if not isinstance(text, str):
                 raise GradingError("sample_parse_error", "sample field `output_text` is not a string")
-            sample = {"output_json": parse_json_output(text), "output_tools": [], "choices": []}
-            sample.update(output)
-            return sample
+            return "sample", text, output
         if "choices" in output:
             choices = output["choices"]
             if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
@@ -122,9 +125,9 @@ def make_sample(output: SampleInput) -> dict[str, Any]:
             message = choices[0].get("message")
             if not isinstance(message, Mapping):
                 raise GradingError("sample_parse_error", "chat completion `choices[0]` has no `message`")
-            return _from_message(message, choices)
+            return "completion", message, choices
         if "role" in output:
-            return make_sample([output])
+            return output_form([output])
         raise GradingError(
             "sample_parse_error",
             "sample object has neither `output_text` nor `choices`; expected a string, a sample, "
@@ -133,9 +136,28 @@ def make_sample(output: SampleInput) -> dict[str, Any]:
     if isinstance(output, list):
         for message in reversed(output):
             if is_assistant(message):
-                return _from_message(message, [{"index": 0, "message": dict(message), "finish_reason": "stop"}])
+                return "messages", message, output
         raise GradingError("sample_parse_error", "message list has no `assistant` message")
     raise GradingError("sample_parse_error", f"cannot build a sample from {type(output).__name__}")
+
+
+def make_sample(output: SampleInput) -> dict[str, Any]:
+    """The `sample` dict (`output_text`, `output_json`, `output_tools`, `choices`) for a model output.
+
+    Accepts the model's output string, a dict already shaped as a sample (has `output_text`), a chat
+    completion (has `choices`), or a message list whose last `assistant` (or Amazon Nova's `nova_assistant`)
+    message is the answer.
+    """
+    form, answer, rest = output_form(output)
+    if form == "sample":
+        sample = {"output_json": parse_json_output(answer), "output_tools": [], "choices": []}
+        sample.update(rest)
+        return sample
+    if form == "completion":
+        return _from_message(answer, rest)
+    if form == "messages":
+        return _from_message(answer, [{"index": 0, "message": dict(answer), "finish_reason": "stop"}])
+    return {"output_text": answer, "output_json": parse_json_output(answer), "output_tools": [], "choices": []}
 
 
 def frozen_sample(output: SampleInput) -> FrozenDict:

@@ -19,7 +19,7 @@ from gradekit.graders import ERROR_FLAGS, BatchResult, Grader, GradingError, Mul
 from gradekit.graders.errors import ErrorFlag
 from gradekit.graders.results import SampleNotes
 from gradekit.graders.safety import loads_json
-from gradekit.graders.samples import SampleInput, is_assistant
+from gradekit.graders.samples import SampleInput, output_form
 from gradekit.runtime.retry import backoff_delay
 
 __all__ = ["LambdaBackend", "to_bedrock_sample"]
@@ -39,42 +39,17 @@ RETRYABLE_CODES = frozenset(
 READ_TIMEOUT = 910
 
 
-def _assistant(message: Mapping[str, Any]) -> dict[str, Any]:
-    return {**message, "role": "assistant"}
-
-
 def _answer_messages(sample: SampleInput) -> list[Any]:
-    if isinstance(sample, str):
-        return [{"role": "assistant", "content": sample}]
-    if isinstance(sample, Mapping):
-        if "output_text" in sample:
-            text = sample["output_text"]
-            if not isinstance(text, str):
-                raise GradingError("sample_parse_error", "sample field `output_text` is not a string")
-            message: dict[str, Any] = {"role": "assistant", "content": text}
-            if sample.get("output_tools"):
-                message["tool_calls"] = list(sample["output_tools"])
-            return [message]
-        if "choices" in sample:
-            choices = sample["choices"]
-            if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
-                raise GradingError("sample_parse_error", "chat completion has no `choices[0]`")
-            message = choices[0].get("message")
-            if not isinstance(message, Mapping):
-                raise GradingError("sample_parse_error", "chat completion `choices[0]` has no `message`")
-            return [_assistant(message)]
-        if "role" in sample:
-            return _answer_messages([sample])
-        raise GradingError(
-            "sample_parse_error",
-            "sample object has neither `output_text` nor `choices`; expected a string, a sample, "
-            "a chat completion or a message list",
-        )
-    if isinstance(sample, list):
-        if not any(is_assistant(m) for m in sample):
-            raise GradingError("sample_parse_error", "message list has no `assistant` message")
-        return list(sample)
-    raise GradingError("sample_parse_error", f"cannot build a sample from {type(sample).__name__}")
+    """The event's messages for a sample, of any form `make_sample` reads (and refused with its errors)."""
+    form, answer, rest = output_form(sample)
+    if form == "messages":
+        return list(rest)
+    if form == "completion":
+        return [{**answer, "role": "assistant"}]
+    message: dict[str, Any] = {"role": "assistant", "content": answer}
+    if form == "sample" and rest.get("output_tools"):
+        message["tool_calls"] = list(rest["output_tools"])
+    return [message]
 
 
 def to_bedrock_sample(sample: SampleInput, item: Mapping[str, Any] | None, id: str) -> dict[str, Any]:
