@@ -46,17 +46,44 @@ $(CHROMIUM):
 test: lint $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
-# Mutation testing (not part of `make test`; see docs/mutation.md): MODULES=results picks modules, each with its own tests.
-MODULES ?= results aggregate formula
+# Mutation testing (not part of `make test`; see docs/mutation.md): MODULES="results samples" picks modules. Each
+# names one file (MUTATE_FILE_<module>) and the fast tests that own its behaviour (MUTATE_TESTS_<module>).
+MODULES ?= results models formula aggregate samples lambda_events lambda_handler grpo metrics transitions paging
+MUTATE_FILE_results := graders/results.py
 MUTATE_TESTS_results := tests/test_values_results.py tests/test_aggregate.py tests/test_string_check.py
-MUTATE_TESTS_aggregate := tests/test_values_aggregate.py tests/test_aggregate.py
+MUTATE_FILE_models := graders/models.py
+MUTATE_TESTS_models := tests/test_models.py tests/test_values_models.py
+MUTATE_FILE_formula := graders/formula.py
 MUTATE_TESTS_formula := tests/test_formula.py
+MUTATE_FILE_aggregate := graders/aggregate.py
+MUTATE_TESTS_aggregate := tests/test_values_aggregate.py tests/test_aggregate.py
+MUTATE_FILE_samples := graders/samples.py
+MUTATE_TESTS_samples := tests/test_values_samples.py tests/lambda_handlers/test_values_sample_forms.py
+MUTATE_FILE_lambda_events := lambda_handlers/events.py
+MUTATE_TESTS_lambda_events := tests/lambda_handlers/test_event_forms.py tests/lambda_handlers/test_values_events.py
+MUTATE_FILE_lambda_handler := lambda_handlers/handler.py
+MUTATE_TESTS_lambda_handler := tests/lambda_handlers/test_values_handler.py tests/lambda_handlers/test_handler.py
+MUTATE_FILE_grpo := trainer_bridge/loop/grpo.py
+MUTATE_TESTS_grpo := tests/trainer_bridge/test_values_grpo.py
+MUTATE_FILE_metrics := trainer_bridge/loop/metrics.py
+MUTATE_TESTS_metrics := tests/trainer_bridge/test_values_metrics.py
+MUTATE_FILE_transitions := trainer_bridge/service/transitions.py
+MUTATE_TESTS_transitions := tests/trainer_bridge/service/test_transitions.py
+# `page` is the paging function of service/jobs.py; the file is mutated whole, and only page's lines are scored.
+MUTATE_FILE_paging := trainer_bridge/service/jobs.py
+MUTATE_TESTS_paging := tests/trainer_bridge/service/test_values_paging.py
+MUTATE_ALL = $(sort $(patsubst MUTATE_FILE_%,%,$(filter MUTATE_FILE_%,$(.VARIABLES))))
+# One module's run, its report kept in build/mutation-<module>.json.
+mutate_one = COVERAGE_FILE=build/.coverage-mutate $(BIN)/python -m pytest -q -p no:cacheprovider -p no:randomly \
+	-W ignore::UserWarning --gremlins --gremlin-targets=$(MUTATE_FILE_$(1)) --gremlin-no-coverage-filter \
+	--gremlin-workers=2 --gremlin-report=console,json $(MUTATE_TESTS_$(1)) \
+	&& mv coverage/gremlins/gremlins.json build/mutation-$(1).json
 mutate: $(STAMP)
+	@$(if $(filter-out $(MUTATE_ALL),$(MODULES)),echo "make mutate: no module named \
+		$(filter-out $(MUTATE_ALL),$(MODULES)) (the modules: $(MUTATE_ALL))" >&2; exit 2)
 	mkdir -p build
-	status=0; $(foreach m,$(MODULES),COVERAGE_FILE=build/.coverage-mutate $(BIN)/python -m pytest -q -p no:cacheprovider \
-		-W ignore::UserWarning --gremlins --gremlin-targets=graders/$(m).py --gremlin-no-coverage-filter --gremlin-workers=2 \
-		--gremlin-report=console,json $(MUTATE_TESTS_$(m)) && mv coverage/gremlins/gremlins.json build/mutation-$(m).json \
-		|| status=1;) rm -rf coverage/gremlins build/.coverage-mutate*; rmdir coverage 2>/dev/null; exit $$status
+	status=0; $(foreach m,$(MODULES),$(call mutate_one,$(m)) || status=1;) \
+		rm -rf coverage/gremlins build/.coverage-mutate*; rmdir coverage 2>/dev/null; exit $$status
 
 # The documentation site (docs/, mkdocs.yml) into build/site; strict: a broken link or API reference fails the build.
 docs: $(STAMP)
