@@ -16,6 +16,7 @@ from gradekit.trainer_bridge.models.policy import TINY_MODEL, Policy, Rollout
 TASK = Path(__file__).resolve().parents[2] / "examples" / "ticket_routing"
 GRADER = json.loads((TASK / "grader.json").read_text())
 FAST = {"max_completion_tokens": 3, "group_size": 4, "learning_rate": 2e-3}
+WALL_CLOCK = ("timing", "gradekit")  # the metrics data's keys that hold seconds, rates and finish estimates
 
 
 def write_task(root: Path, n_train: int = 16, n_valid: int = 8) -> tuple[Path, Path]:
@@ -43,7 +44,7 @@ def build_base(path: Path, train: Path, valid: Path) -> Path:
 
 def metrics(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The metrics events' data without wall-clock timings (what must match between two runs)."""
-    return [{k: v for k, v in e["data"].items() if k != "timing"} for e in events if e["type"] == "metrics"]
+    return [{k: v for k, v in e["data"].items() if k not in WALL_CLOCK} for e in events if e["type"] == "metrics"]
 
 
 def rollout_of(policy: Policy, prompt: str, completions: list[str]) -> Rollout:

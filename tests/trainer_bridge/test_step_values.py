@@ -85,7 +85,8 @@ def test_train_and_valid_metrics_are_over_every_sample_of_the_step() -> None:
     }
     assert (data["step"], data["total_steps"], data["kl"], data["clip_fraction"]) == (3, 8, 0.5, 0.25)
     assert data["train_completion_tokens_mean"] == pytest.approx(11 / 5)
-    assert data["timing"] == timing
+    assert data["timing"] == {"step": {"sampling": 1.0}}  # OpenAI's names; gradekit's own under "gradekit"
+    assert data["gradekit"] == {"generation_s": 1.0, "sampled_tokens": 11, "sampled_tokens_per_s": 11.0}
     assert data["errors"]["team"]["invalid_variable_error"] == {"count": 0, "rate": 0.0}
 
     valid = valid_metrics(grader, [second, first])

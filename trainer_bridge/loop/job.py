@@ -12,40 +12,41 @@ A run lives in one folder:
 
 A killed run resumes from its snapshot: events, eval runs and checkpoints written after it are dropped and
 redone, so nothing is lost or written twice, and the same seed gives the same metrics as an unbroken run.
+
+`RFTJob` is the job runner (the job object, events, checkpoints, snapshots, pause/resume/cancel, eval runs); the
+training step itself (policy, optimizer, reference model, sampling, grading, the GRPO update) is `Trainer`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gradekit.graders import BatchResult, Env, Grader, validate
+from gradekit.graders import Env, Grader, validate
 from gradekit.graders.api import GraderLike
-from gradekit.runtime.engine import Backend, Engine
+from gradekit.runtime.engine import Backend
 
 from ..models.catalogue import auto_options, default_model, display_name, unavailable
-from ..models.policy import Policy, Rollout
+from ..models.policy import Policy
 from .atomic_files import publish_dir, read_json, write_json
-from .batch_grading import BackgroundGrader, split_range
 from .checkpoints import Checkpoint, CheckpointStore, Snapshots
-from .completions import to_sample
 from .data import DataError, Row, load_rows
 from .evals import eval_run_path, write_eval_run
 from .events import EventLog, read_events
-from .grpo import grpo_update
 from .hyperparameters import Hyperparameters, LoopOptions, Resolved
-from .metrics import grading_tables, train_metrics, valid_metrics
+from .metrics import add_validation_time, estimated_finish, grading_tables
 from .plot import plot_rewards
+from .trainer import StepOutcome, Trainer, batch_rows
 
 if TYPE_CHECKING:
     from torch.optim import Optimizer
+    from transformers import PreTrainedModel
 
 __all__ = ["JobError", "RFTJob", "base_model_name", "fine_tuned_model_name", "job_object"]
 
@@ -113,6 +114,25 @@ class JobError(RuntimeError):
         super().__init__(message)
 
 
+@dataclass
+class _Run:
+    """What a run carries from step to step besides the trainer: data, counters, history and step times."""
+
+    train: list[Row]
+    valid: list[Row]
+    step: int = 0
+    trained_tokens: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)  # each training step's wall time
+    valid_seconds: list[float] = field(default_factory=list)  # each validation's (run, checkpoint, snapshot, plot)
+
+    def seed_times(self) -> None:
+        """Start the step times of a resumed run from the steps its history recorded."""
+        own = [h.get("gradekit", {}) for h in self.history]
+        self.step_seconds = [g["step_s"] for g in own if "step_s" in g]
+        self.valid_seconds = [g["valid_s"] for g in own if "valid_s" in g]
+
+
 class RFTJob:
     """A reinforcement fine-tuning job on a local model: `run()` trains; `pause()`/`cancel()` stop it.
 
@@ -170,6 +190,10 @@ class RFTJob:
         self._pause = threading.Event()
         self._cancel = threading.Event()
         self.record: dict[str, Any] = {}
+        self.trainer: Trainer | None = None  # built by run(), once the model is loaded
+        self._events: EventLog | None = None
+        self._store = CheckpointStore(self.dir / "checkpoints", self.id)
+        self._snapshots = Snapshots(self.dir / "snapshots")
 
     # --- the job object -----------------------------------------------------------------------------------
 
@@ -259,7 +283,27 @@ class RFTJob:
     @property
     def checkpoints(self) -> list[Checkpoint]:
         """The kept checkpoints, newest first."""
-        return CheckpointStore(self.dir / "checkpoints", self.id).list()
+        return self._store.list()
+
+    def _trainer(self) -> Trainer:
+        if self.trainer is None:
+            raise AttributeError("the job's model is loaded by run(): no policy, optimizer or settings before it")
+        return self.trainer
+
+    @property
+    def policy(self) -> Policy:
+        """The model being trained (after `run()` has loaded it)."""
+        return self._trainer().policy
+
+    @property
+    def optimizer(self) -> Optimizer:
+        """The policy's optimizer (after `run()` has built it)."""
+        return self._trainer().optimizer
+
+    @property
+    def res(self) -> Resolved:
+        """The run's resolved hyperparameters and loop settings (after `run()` has resolved them)."""
+        return self._trainer().settings
 
     # --- the run ------------------------------------------------------------------------------------------
 
@@ -278,21 +322,19 @@ class RFTJob:
         self.dir.mkdir(parents=True, exist_ok=True)
         if fresh:
             self.record = self._new_record()
-        self.events_log = EventLog(self.dir / "events.jsonl", listener=self.listener)
-        self.store = CheckpointStore(self.dir / "checkpoints", self.id)
-        self.snapshots = Snapshots(self.dir / "snapshots")
-        self.store.prepare()
-        self.snapshots.prepare()
+        events = self._events = EventLog(self.dir / "events.jsonl", listener=self.listener)
+        self._store.prepare()
+        self._snapshots.prepare()
         (self.dir / "evals").mkdir(exist_ok=True)
         if fresh:
-            self.events_log.emit(f"Created fine-tuning job: {self.id}")
+            events.emit(f"Created fine-tuning job: {self.id}")
             # A run killed before its first snapshot starts over from here, without repeating its events.
-            self.record["gradekit"]["events_start"] = self.events_log.offset()
+            self.record["gradekit"]["events_start"] = events.offset()
             self._update()
-        elif self.snapshots.current() is None:
-            self.events_log.truncate(self.record["gradekit"].get("events_start", 0))
+        elif self._snapshots.current() is None:
+            events.truncate(self.record["gradekit"].get("events_start", 0))
         try:
-            return self._run(fresh)
+            return self._run()
         except JobError as e:
             self._fail(e)
             raise
@@ -301,8 +343,13 @@ class RFTJob:
             self._fail(error)
             raise error from e
 
+    @property
+    def _log(self) -> EventLog:
+        assert self._events is not None, "run() opens the events log"
+        return self._events
+
     def _fail(self, error: JobError) -> None:
-        self.events_log.emit(f"Fine-tuning job failed: {error.message}", level="error")
+        self._log.emit(f"Fine-tuning job failed: {error.message}", level="error")
         self._update(
             status="failed",
             error={"code": error.code, "message": error.message, "param": error.param},
@@ -311,7 +358,7 @@ class RFTJob:
 
     def _load_data(self) -> tuple[list[Row], list[Row]]:
         self._update(status="validating_files")
-        self.events_log.emit("Validating training file and validation file")
+        self._log.emit("Validating training file and validation file")
         try:
             train = load_rows(self.training_file, what="training file")
         except (DataError, OSError) as e:
@@ -322,125 +369,145 @@ class RFTJob:
             raise JobError("invalid_validation_file", str(e), "validation_file") from None
         return train, valid
 
-    def _resolve(self, n_train: int) -> Resolved:
+    def _load_policy(self, snapshot: Path | None, rows: list[Row]) -> Policy:
+        if snapshot is not None:
+            policy = Policy.load(snapshot)
+            policy.name = display_name(self.model)
+            return policy
+        return Policy.load(self.model, texts=[t for row in rows for t in row.texts], seed=self.seed)
+
+    def _resolve(self, n_train: int, policy: Policy) -> Resolved:
         """The run's concrete settings: loop options left "auto" are chosen for the loaded model's size."""
-        self.options = self.options.with_auto(auto_options(self.policy.n_parameters))
+        self.options = self.options.with_auto(auto_options(policy.n_parameters))
         try:
             return self.hyperparameters.resolve(n_train, self.options)
         except ValueError as e:
             raise JobError("invalid_hyperparameters", str(e), "hyperparameters") from None
 
-    def _run(self, fresh: bool) -> dict[str, Any]:
+    def _reference(self, policy: Policy, snapshot: Path | None) -> PreTrainedModel | None:
+        """The frozen model the KL term pulls towards: the policy as the run began, kept in `reference/`."""
+        if self.options.kl_beta <= 0:
+            return None
+        ref_dir = self.dir / "reference"
+        if snapshot is None:
+            publish_dir(ref_dir, policy.save)
+        ref = Policy.load(ref_dir).model
+        ref.eval().requires_grad_(False)
+        return ref
+
+    def _run(self) -> dict[str, Any]:
         import torch
 
         train, valid = self._load_data()
         problem = unavailable(self.model)
         if problem is not None:
             raise JobError("model_not_found", problem, "model")
-        snapshot = self.snapshots.current()
-        if snapshot is not None:
-            self.policy = Policy.load(snapshot)
-            self.policy.name = display_name(self.model)
-        else:
-            texts = [t for row in [*train, *valid] for t in row.texts]
-            self.policy = Policy.load(self.model, texts=texts, seed=self.seed)
-        res = self._resolve(len(train))
-        self.res, self.train_rows, self.valid_rows = res, train, valid
-        self.record["gradekit"]["resolved"] = res.to_json()
-        if self.options.lora_rank > 0 and not self.policy.is_lora:
-            self.policy.add_lora(self.options.lora_rank, self.options.lora_alpha)
-        base_lr = res.learning_rate or self.options.learning_rate
-        trained = [p for p in self.policy.model.parameters() if p.requires_grad]  # with LoRA: the adapters only
-        self.optimizer: Optimizer = torch.optim.AdamW(
-            trained, lr=base_lr * res.learning_rate_multiplier, weight_decay=0.0
+        snapshot = self._snapshots.current()
+        policy = self._load_policy(snapshot, [*train, *valid])
+        settings = self._resolve(len(train), policy)
+        self.record["gradekit"]["resolved"] = settings.to_json()
+        if self.options.lora_rank > 0 and not policy.is_lora:
+            policy.add_lora(self.options.lora_rank, self.options.lora_alpha)
+        reference = self._reference(policy, snapshot)
+        trainer = self.trainer = Trainer(
+            policy, self.grader, settings, self.options, reference=reference, env=self.env, backend=self.backend
         )
-        self.reference = self._reference(snapshot)
-        # Every row is prompted once per epoch: render each prompt once (keyed by the row object, which lives as
-        # long as the job).
-        # max_prompt_length keeps a prompt's last tokens, where the reply begins (`[-0:]`: the whole prompt).
-        self.prompts = {
-            id(row): self.policy.prompt_ids(row)[-(res.max_prompt_length or 0) :] for row in [*train, *valid]
-        }
-        self.history: list[dict[str, Any]] = []
-        step, trained_tokens = 0, 0
-        if snapshot is not None:
-            state = torch.load(snapshot / TRAINER_STATE, weights_only=True)
-            self.optimizer.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["rng"])
-            step, trained_tokens, self.history = state["step"], state["trained_tokens"], state["history"]
-            # Whatever was written after the snapshot belongs to steps this run repeats.
-            self.events_log.truncate(state["events_offset"])
-            self.store.drop_after(step)
-            for path in (self.dir / "evals").glob("step-*.jsonl"):
-                if int(path.stem.removeprefix("step-")) > step:
-                    path.unlink()
-            self.events_log.emit(f"Fine-tuning job resumed from step {step}")
-        else:
-            torch.manual_seed(self.seed)
-        self._update(status="running", error=None)
-        self.events_log.emit(f"Files validated; training {self.policy.name} for {res.total_steps} steps")
-        self.grading = BackgroundGrader(Engine(self.grader, env=self.env, backend=self.backend))
         try:
-            return self._loop(step, trained_tokens)
+            run = _Run(train, valid)
+            if snapshot is not None:
+                self._restore(run, snapshot)
+            else:
+                torch.manual_seed(self.seed)
+            self._update(status="running", error=None)
+            self._log.emit(f"Files validated; training {policy.name} for {settings.total_steps} steps")
+            return self._loop(run)
         finally:
-            self.grading.close()
+            trainer.close()
 
-    def _reference(self, snapshot: Path | None) -> Any:
-        if self.options.kl_beta <= 0:
-            return None
-        ref_dir = self.dir / "reference"
-        if snapshot is None:
-            publish_dir(ref_dir, self.policy.save)
-        ref = Policy.load(ref_dir).model
-        ref.eval().requires_grad_(False)
-        return ref
+    def _restore(self, run: _Run, snapshot: Path) -> None:
+        """Continue from `snapshot`: optimizer, random state, counters; drop what was written after it."""
+        import torch
 
-    def _loop(self, step: int, trained_tokens: int) -> dict[str, Any]:
+        state = torch.load(snapshot / TRAINER_STATE, weights_only=True)
+        self._trainer().optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        run.step, run.trained_tokens, run.history = state["step"], state["trained_tokens"], state["history"]
+        run.seed_times()
+        # Whatever was written after the snapshot belongs to steps this run repeats.
+        self._log.truncate(state["events_offset"])
+        self._store.drop_after(run.step)
+        for path in (self.dir / "evals").glob("step-*.jsonl"):
+            if int(path.stem.removeprefix("step-")) > run.step:
+                path.unlink()
+        self._log.emit(f"Fine-tuning job resumed from step {run.step}")
+
+    def _loop(self, run: _Run) -> dict[str, Any]:
         import torch
         from tqdm.auto import tqdm
 
-        res = self.res
-        if step == 0 and not self.history:
-            self._evaluate_and_record(0, {"step": 0, "total_steps": res.total_steps}, trained_tokens)
-        bar = tqdm(total=res.total_steps, initial=step, unit="step", disable=not self.progress, desc=self.id)
-        started, steps_run = time.monotonic(), 0
+        trainer = self._trainer()
+        res = trainer.settings
+        if run.step == 0 and not run.history:
+            self._validate(run, {"step": 0, "total_steps": res.total_steps})
+        bar = tqdm(total=res.total_steps, initial=run.step, unit="step", disable=not self.progress, desc=self.id)
         try:
-            while step < res.total_steps:
+            while run.step < res.total_steps:
                 if self._cancel.is_set():
                     return self._finish_cancelled()
                 if self._pause.is_set():
-                    return self._finish_paused(step, trained_tokens)
-                step += 1
+                    return self._finish_paused(run)
+                started = time.perf_counter()
+                step = run.step + 1
                 rng = torch.get_rng_state()
-                data, tokens = self._train_step(step)
-                if data is None:  # no sample got a reward: pause before the step, to grade the same samples again
-                    torch.set_rng_state(rng)
-                    return self._finish_ungraded(step, trained_tokens)
-                trained_tokens += tokens
-                if step % res.eval_interval == 0 or step == res.total_steps:
-                    self._evaluate_and_record(step, data, trained_tokens)
-                else:
-                    self.history.append(data)
-                    self._emit_metrics(data)
-                steps_run += 1
-                per_step = (time.monotonic() - started) / steps_run
-                self._update(
-                    trained_tokens=trained_tokens,
-                    estimated_finish=int(time.time() + per_step * (res.total_steps - step)),
+                rows = batch_rows(
+                    run.train, step, seed=self.seed, batch_size=res.batch_size, steps_per_epoch=res.steps_per_epoch
                 )
+                outcome = trainer.step(rows, step=step)
+                if outcome.data is None:  # no sample got a reward: pause before the step, to grade them again
+                    torch.set_rng_state(rng)
+                    return self._finish_ungraded(run, step, outcome)
+                run.step, run.trained_tokens = step, run.trained_tokens + outcome.trained_tokens
+                run.step_seconds.append(time.perf_counter() - started)
+                if step % res.eval_interval == 0 or step == res.total_steps:
+                    self._validate(run, outcome.data)
+                else:
+                    self._publish(run, outcome.data)
                 bar.update(1)
-                bar.set_postfix(self._postfix(), refresh=False)
+                bar.set_postfix(self._postfix(run), refresh=False)
         finally:
             bar.close()
-        return self._finish_succeeded(trained_tokens)
+        return self._finish_succeeded(run)
 
-    def _postfix(self) -> dict[str, str]:
-        last = self.history[-1]
-        valid = next((h["valid_reward_mean"] for h in reversed(self.history) if "valid_reward_mean" in h), None)
+    def _postfix(self, run: _Run) -> dict[str, str]:
+        last = run.history[-1]
+        valid = next((h["valid_reward_mean"] for h in reversed(run.history) if "valid_reward_mean" in h), None)
         out = {"train": f"{last.get('train_reward_mean', float('nan')):.3f}"}
         if valid is not None:
             out["valid"] = f"{valid:.3f}"
+        own = last.get("gradekit", {})
+        if own.get("sampled_tokens_per_s") is not None:
+            out["sampling"] = f"{own['sampled_tokens_per_s']:.0f} tok/s"
+        if own.get("trained_tokens_per_s") is not None:
+            out["training"] = f"{own['trained_tokens_per_s']:.0f} tok/s"
         return out
+
+    def _publish(self, run: _Run, data: dict[str, Any]) -> None:
+        """Record a step's metrics: its history entry, the job's counters and finish estimate, its event."""
+        run.history.append(data)
+        if data["step"] > 0:
+            res = self._trainer().settings
+            finish = estimated_finish(
+                time.time(),
+                run.step_seconds,
+                run.valid_seconds,
+                step=data["step"],
+                total_steps=res.total_steps,
+                eval_interval=res.eval_interval,
+            )
+            data.setdefault("gradekit", {})["estimated_finish"] = finish
+            # Before the event, so that a listener (the service's worker) copies the estimate the event carries.
+            self._update(trained_tokens=run.trained_tokens, estimated_finish=finish)
+        self._emit_metrics(data)
 
     def _emit_metrics(self, data: dict[str, Any]) -> None:
         step = data["step"]
@@ -449,160 +516,82 @@ class RFTJob:
             parts.append(f"train_reward_mean={data['train_reward_mean']:.4f}")
         if "valid_reward_mean" in data:
             parts.append(f"valid_reward_mean={data['valid_reward_mean']:.4f}")
-        self.events_log.emit(" ".join(parts), type="metrics", data=data)
-
-    # --- one training step ----------------------------------------------------------------------------------
-
-    def _batch(self, step: int) -> list[Row]:
-        import torch
-
-        res = self.res
-        epoch, position = divmod(step - 1, res.steps_per_epoch)
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        order = torch.randperm(len(self.train_rows), generator=gen).tolist()
-        return [self.train_rows[i] for i in order[position * res.batch_size : (position + 1) * res.batch_size]]
-
-    def _generate_and_grade(
-        self, rows: list[Row], n: int
-    ) -> tuple[list[tuple[list[Row], Rollout, BatchResult]], dict[str, float]]:
-        """Sample `n` completions per row, a part at a time, grading each part while the next is generated."""
-        generation = 0.0
-        pending: list[tuple[list[Row], Rollout, list[Any], list[Any], Future[tuple[BatchResult, float]]]] = []
-        for part in split_range(len(rows), self.options.grading_chunks):
-            chunk = [rows[i] for i in part]
-            start = time.perf_counter()
-            rollout = self.policy.sample(
-                [self.prompts[id(r)] for r in chunk],
-                n,
-                max_new_tokens=self.res.max_completion_tokens,
-                temperature=self.options.temperature,
-            )
-            generation += time.perf_counter() - start
-            items = [r.item for r in chunk for _ in range(n)]
-            samples = [to_sample(text, i) for i, text in enumerate(rollout.texts)]
-            pending.append((chunk, rollout, samples, items, self.grading.submit(samples, items)))
-        start = time.perf_counter()
-        done, grading = [], 0.0
-        for chunk, rollout, samples, items, future in pending:
-            result, seconds = future.result()
-            result, again = self.grading.regrade(samples, items, result)  # what got no reward, once more
-            grading += seconds + again
-            done.append((chunk, rollout, result))
-        timing = {"generation_s": generation, "grading_s": grading, "grading_wait_s": time.perf_counter() - start}
-        return done, timing
-
-    def _train_step(self, step: int) -> tuple[dict[str, Any] | None, int]:
-        """The step's metrics and trained tokens; (None, 0) when no sample got a reward (nothing is updated)."""
-        started = time.perf_counter()
-        res = self.res
-        parts, timing = self._generate_and_grade(self._batch(step), res.group_size)
-        rewards = [(rollout, result.rewards_or_none()) for _, rollout, result in parts]
-        if all(r is None for _, column in rewards for r in column):
-            self._ungraded = [result for _, _, result in parts]
-            return None, 0
-        update_start = time.perf_counter()
-        stats = grpo_update(
-            self.policy,
-            self.optimizer,
-            rewards,
-            group_size=res.group_size,
-            options=self.options,
-            reference=self.reference,
-        )
-        timing["update_s"] = time.perf_counter() - update_start
-        timing["step_s"] = time.perf_counter() - started
-        data = train_metrics(
-            self.grader,
-            [result for _, _, result in parts],
-            step=step,
-            total_steps=res.total_steps,
-            completion_tokens=[int(m.sum()) for _, r, _ in parts for m in r.completion_mask],
-            stats=stats,
-            timing=timing,
-        )
-        return data, sum(r.tokens for _, r, _ in parts)
+        self._log.emit(" ".join(parts), type="metrics", data=data)
 
     # --- validation, checkpoints, snapshots ------------------------------------------------------------------
 
-    def _evaluate(self, step: int) -> dict[str, Any]:
-        import torch
-
-        res = self.res
-        parts, results = [], []
-        # Validation samples come from their own seeded generator, so evaluating never moves training's RNG.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed * 7_919 + step)
-            for piece in split_range(len(self.valid_rows), math.ceil(len(self.valid_rows) / res.batch_size)):
-                done, _ = self._generate_and_grade([self.valid_rows[i] for i in piece], res.eval_samples)
-                for chunk, rollout, result in done:
-                    results.append(result)
-                    parts.append((chunk, rollout.texts, result))
-        write_eval_run(eval_run_path(self.dir / "evals", step), step, parts)
-        return valid_metrics(self.grader, results)
-
-    def _evaluate_and_record(self, step: int, data: dict[str, Any], trained_tokens: int) -> None:
-        valid = self._evaluate(step)
+    def _validate(self, run: _Run, data: dict[str, Any]) -> None:
+        """Evaluate on the validation file at `data["step"]`; write its eval run, checkpoint, event and snapshot."""
+        started = time.perf_counter()
+        step = data["step"]
+        parts, valid = self._trainer().evaluate(run.valid, seed=self.seed * 7_919 + step)
+        write_eval_run(
+            eval_run_path(self.dir / "evals", step), step, [(p.rows, p.rollout.texts, p.result) for p in parts]
+        )
         graders = data.get("graders", {})
         for name, values in valid.pop("graders").items():
             graders.setdefault(name, {}).update(values)
         data.update(valid, graders=graders)
-        self.history.append(data)
+        add_validation_time(data, time.perf_counter() - started)
         if step > 0:
             metrics = {k: v for k, v in data.items() if k in ("step", "train_reward_mean", "valid_reward_mean")}
-            ckpt = self.store.save(step, metrics, self.policy.save)
-            self.events_log.emit(f"Checkpoint created at step {step}", data={"checkpoint": ckpt.id})
-        self._emit_metrics(data)
-        self._snapshot_now(step, trained_tokens)
-        plot_rewards(self.history, self.dir / "reward_curve.png", title=f"{self.id} ({self.grader.name})")
+            ckpt = self._store.save(step, metrics, self.policy.save)
+            self._log.emit(f"Checkpoint created at step {step}", data={"checkpoint": ckpt.id})
+        self._publish(run, data)
+        self._snapshot_now(run)
+        plot_rewards(run.history, self.dir / "reward_curve.png", title=f"{self.id} ({self.grader.name})")
+        run.valid_seconds.append(time.perf_counter() - started)
 
-    def _snapshot_now(self, step: int, trained_tokens: int) -> None:
+    def _snapshot_now(self, run: _Run) -> None:
         import torch
 
+        trainer = self._trainer()
+
         def write(tmp: Path) -> None:
-            self.policy.save(tmp)
+            trainer.policy.save(tmp)
             state = {
-                "optimizer": self.optimizer.state_dict(),
+                "optimizer": trainer.optimizer.state_dict(),
                 "rng": torch.get_rng_state(),
-                "step": step,
-                "trained_tokens": trained_tokens,
-                "history": self.history,
-                "events_offset": self.events_log.offset(),
+                "step": run.step,
+                "trained_tokens": run.trained_tokens,
+                "history": run.history,
+                "events_offset": self._log.offset(),
             }
             torch.save(state, tmp / TRAINER_STATE)
 
-        self.snapshots.save(step, write)
+        self._snapshots.save(run.step, write)
 
-    def _finish_paused(self, step: int, trained_tokens: int) -> dict[str, Any]:
+    def _finish_paused(self, run: _Run) -> dict[str, Any]:
         self._pause.clear()
         # The event goes before the snapshot so that a resume keeps it (it truncates to the snapshot's offset).
-        self.events_log.emit(f"Fine-tuning job paused at step {step}")
-        self._snapshot_now(step, trained_tokens)
+        self._log.emit(f"Fine-tuning job paused at step {run.step}")
+        self._snapshot_now(run)
         self._update(status="paused")
         return self.record
 
-    def _finish_ungraded(self, step: int, trained_tokens: int) -> dict[str, Any]:
+    def _finish_ungraded(self, run: _Run, step: int, outcome: StepOutcome) -> dict[str, Any]:
         """No sample of `step` got a reward, even graded twice: pause before it (a resume grades them again)."""
-        self.events_log.emit(
+        self._log.emit(
             f"Step {step}: no sample got a reward, even graded twice (the grading failed, or no grader applied); "
             f"paused before the step: resume to grade its samples again",
             level="warn",
-            data={"step": step, **grading_tables(self.grader, self._ungraded)},
+            data={"step": step, **grading_tables(self.grader, outcome.results)},
         )
-        return self._finish_paused(step - 1, trained_tokens)
+        return self._finish_paused(run)
 
     def _finish_cancelled(self) -> dict[str, Any]:
-        self.events_log.emit("Fine-tuning job cancelled")
+        self._log.emit("Fine-tuning job cancelled")
         self._update(status="cancelled", finished_at=int(time.time()))
         return self.record
 
-    def _finish_succeeded(self, trained_tokens: int) -> dict[str, Any]:
+    def _finish_succeeded(self, run: _Run) -> dict[str, Any]:
         publish_dir(self.dir / "final", self.policy.save)
         self._update(
             status="succeeded",
             fine_tuned_model=self.fine_tuned_model,
-            trained_tokens=trained_tokens,
+            trained_tokens=run.trained_tokens,
             finished_at=int(time.time()),
             estimated_finish=None,
         )
-        self.events_log.emit("The job has successfully completed")
+        self._log.emit("The job has successfully completed")
         return self.record

@@ -1,4 +1,4 @@
-"""The server's log of its jobs' progress: a line per metrics event (step, rewards, error rates), throttled.
+"""The server's log of its jobs' progress: a line per metrics event (step, rewards, speed, error rates), throttled.
 
 The worker writes each job's events to its run folder; `ProgressLog` reads what is new there every
 `progress_interval` seconds and logs, for each job, the newest metrics event of that interval (so a fast job
@@ -11,13 +11,14 @@ import json
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .config import ServiceConfig
 from .store import FINAL_STATUSES, Store
 
-__all__ = ["ProgressLog", "progress_line"]
+__all__ = ["ProgressLog", "progress_line", "speed_parts"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,14 +26,40 @@ logger = logging.getLogger(__name__)
 def progress_line(job_id: str, data: dict[str, Any]) -> str:
     """`<job id>: step 3/12 train_reward_mean=0.4500 valid_reward_mean=0.5000 errors: none` for a metrics event.
 
-    The errors part names the job's grader's error flags that fired and its share of samples without a reward.
+    The step's time and token rates and the run's finish estimate follow the rewards when the event has them
+    (`speed_parts`). The errors part names the job's grader's error flags that fired and its share of samples
+    without a reward.
     """
     parts = [f"{job_id}: step {data['step']}/{data['total_steps']}"]
     for key in ("train_reward_mean", "valid_reward_mean"):
         if isinstance(data.get(key), int | float):
             parts.append(f"{key}={data[key]:.4f}")
+    parts += speed_parts(data)
     parts.append(f"errors: {_error_rates(data)}")
     return " ".join(parts)
+
+
+def speed_parts(data: dict[str, Any]) -> list[str]:
+    """A progress line's speed words (`step_s=12.31 sampled_tokens_per_s=85.2 ...`) from an event's `gradekit` data.
+
+    `valid_s` is there at validation steps, `estimated_finish` (as a UTC time) from step 1 on.
+    """
+    own = data.get("gradekit")
+    if not isinstance(own, dict):
+        return []
+    parts = []
+    for key, spec in (
+        ("step_s", ".2f"),
+        ("valid_s", ".2f"),
+        ("sampled_tokens_per_s", ".1f"),
+        ("trained_tokens_per_s", ".1f"),
+    ):
+        if isinstance(own.get(key), int | float):
+            parts.append(f"{key}={own[key]:{spec}}")
+    if isinstance(own.get("estimated_finish"), int):
+        when = datetime.fromtimestamp(own["estimated_finish"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        parts.append(f"estimated_finish={when}")
+    return parts
 
 
 def _error_rates(data: dict[str, Any]) -> str:

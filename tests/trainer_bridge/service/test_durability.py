@@ -19,7 +19,7 @@ from gradekit.trainer_bridge.loop.events import read_events
 from gradekit.trainer_bridge.service.store import Store
 
 from ...http import gradekit_serve
-from ..rft_task import FAST, write_task
+from ..rft_task import FAST, WALL_CLOCK, write_task
 from .helpers import ARN, GRADER_FILE, client, rft_method, upload, wait_for, wait_until
 
 HYPER = {"n_epochs": 3, "batch_size": 2, "eval_interval": 4}  # 16 rows: 24 steps, validation every 4
@@ -42,7 +42,7 @@ def serve_with(config: Path, log: Path) -> contextlib.AbstractContextManager[tup
 
 def _metrics(sdk: OpenAI, job_id: str) -> list[dict[str, Any]]:
     events = sdk.fine_tuning.jobs.list_events(job_id, limit=1000).data[::-1]
-    return [{k: v for k, v in e.data.items() if k != "timing"} for e in events if e.type == "metrics"]  # type: ignore[union-attr]
+    return [{k: v for k, v in e.data.items() if k not in WALL_CLOCK} for e in events if e.type == "metrics"]  # type: ignore[union-attr]
 
 
 def _wait_for_event(sdk: OpenAI, job_id: str, message: str) -> None:
