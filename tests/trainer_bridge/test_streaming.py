@@ -80,5 +80,8 @@ def test_stream_errors_are_answered_before_the_stream(url: str) -> None:
     assert e.value.body["param"] == "n"  # type: ignore[index]
     with pytest.raises(openai.NotFoundError, match="no-such-model"):
         sdk.chat.completions.create(model="no-such-model", messages=MESSAGES, stream=True)
-    with pytest.raises(openai.BadRequestError, match="chat/completions only"):
-        sdk.completions.create(model="tiny-local", prompt="hello", stream=True)
+    with pytest.raises(openai.BadRequestError, match="streaming answers one choice") as e:
+        sdk.completions.create(model="talker", prompt=["hello", "again"], stream=True)
+    assert e.value.body["param"] == "prompt"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError, match="maximum context length"):
+        sdk.responses.create(model="talker", input="refund " * 600, stream=True)

@@ -3,13 +3,16 @@
 Models are loaded with `Policy.load` (a local Hugging Face folder; `tiny-local` is built for the request, its
 vocabulary from the request's own text, so a tiny base model answers at random) and kept in a small LRU cache.
 Generation runs one request at a time (the CPU is shared with training): greedy at `temperature` 0, else
-sampled with `temperature` and `top_p`; `seed` makes a sample repeatable. A chat completion with `stream` true
-is answered as Server-Sent Events (`chat.completion.chunk` objects, then `data: [DONE]`) while it is generated.
+sampled with `temperature` and `top_p`; `seed` makes a sample repeatable. With `stream` true each endpoint
+answers Server-Sent Events while it generates (`streaming`): `chat.completion.chunk` and `text_completion`
+chunks then `data: [DONE]`, or the Responses events from `response.created` to `response.completed`.
+A request with function `tools` offers them to the model (`tool_calls`) and returns the `<tool_call>` blocks
+the model writes as `tool_calls` (chat) or `function_call` output items (responses).
 """
 
 from __future__ import annotations
 
-import json
+import itertools
 import secrets
 import threading
 import time
@@ -28,6 +31,15 @@ from ..loop.data import Row
 from ..models.policy import TINY_MODEL, Policy
 from .config import ServiceConfig
 from .models import ModelRef, Models
+from .streaming import Delta, Reply, cut_at_stop, sse
+from .tool_calls import (
+    call_block,
+    chat_functions,
+    response_functions,
+    split_calls,
+    template_takes_tools,
+    tools_message,
+)
 
 __all__ = ["ChatRequest", "CompletionRequest", "Inference", "ResponseRequest"]
 
@@ -54,6 +66,7 @@ class ChatRequest(_Sampling):
     n: int | None = Field(None, ge=1, le=16)
     stop: str | list[str] | None = None
     tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
 
 
 class CompletionRequest(_Sampling):
@@ -67,11 +80,13 @@ class CompletionRequest(_Sampling):
 
 
 class ResponseRequest(_Sampling):
-    """Body of `POST /v1/responses` (text in, text out)."""
+    """Body of `POST /v1/responses` (text and function calls)."""
 
     input: str | list[dict[str, Any]]
     instructions: str | None = None
     max_output_tokens: int | None = Field(None, ge=1)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +94,26 @@ class _Generated:
     text: str
     tokens: int
     finish_reason: Literal["stop", "length"]
+
+
+@dataclass
+class _Live:
+    """A streamed generation: its reply so far and, once over, what was generated (None if generation failed)."""
+
+    reply: Reply
+    generated: _Generated | None = None
+    error: BaseException | None = None
+
+    @property
+    def finish_reason(self) -> str:
+        """The chat/completions finish reason of the whole reply."""
+        return _finish(self.reply.calls, self.reply.stopped, self.generated)
+
+
+def _finish(calls: list[Any], stopped: bool, generated: _Generated | None) -> str:
+    if calls:
+        return "tool_calls"
+    return "stop" if stopped or generated is None else generated.finish_reason
 
 
 def _text(content: Any, where: str) -> str:
@@ -99,20 +134,43 @@ def _text(content: Any, where: str) -> str:
     raise APIError(400, f"Invalid content in '{where}': expected a string or a list of text parts.", param=where)
 
 
+def _call_text(call: Any, where: str) -> str:
+    """A call of a chat message's `tool_calls` (or a Responses `function_call` item) as the model writes it."""
+    function = call.get("function", call) if isinstance(call, Mapping) else None
+    if not (isinstance(function, Mapping) and isinstance(function.get("name"), str)):
+        raise APIError(400, f"Invalid value for '{where}': expected a function call with a name.", param=where)
+    return call_block(function["name"], function.get("arguments", {}))
+
+
 def _messages(raw: Sequence[Mapping[str, Any]], param: str) -> list[dict[str, Any]]:
+    """Chat messages (or Responses input items) as the model reads them: role and text; calls as call blocks."""
     out = []
     for i, m in enumerate(raw):
+        where = f"{param}[{i}]"
+        if m.get("type") == "function_call":  # Responses: a call the model made earlier
+            out.append({"role": "assistant", "content": _call_text(m, where)})
+            continue
+        if m.get("type") == "function_call_output":  # Responses: what that call returned
+            out.append({"role": "tool", "content": _text(m.get("output"), f"{where}.output")})
+            continue
         role = m.get("role")
         if role not in ("system", "developer", "user", "assistant", "tool"):
-            raise APIError(400, f"Invalid value for '{param}[{i}].role': {role!r}.", param=f"{param}[{i}].role")
-        out.append({"role": role, "content": _text(m.get("content"), f"{param}[{i}].content")})
+            raise APIError(400, f"Invalid value for '{where}.role': {role!r}.", param=f"{where}.role")
+        content = _text(m.get("content"), f"{where}.content")
+        calls = m.get("tool_calls") if role == "assistant" else None
+        if calls:
+            if not isinstance(calls, list):
+                raise APIError(400, f"Invalid value for '{where}.tool_calls': expected a list.", param=where)
+            content += "".join(_call_text(c, f"{where}.tool_calls[{j}]") for j, c in enumerate(calls))
+        out.append({"role": role, "content": content})
     return out
 
 
-def _cut(text: str, stop: str | list[str] | None) -> tuple[str, bool]:
-    stops = [stop] if isinstance(stop, str) else list(stop or [])
-    cuts = [text.index(s) for s in stops if s and s in text]
-    return (text[: min(cuts)], True) if cuts else (text, False)
+def _functions(tools: list[dict[str, Any]] | None, tool_choice: Any, *, responses: bool) -> list[dict[str, Any]]:
+    """The functions offered to the model: none without tools or with `tool_choice` "none"."""
+    if not tools or tool_choice == "none":
+        return []
+    return response_functions(tools) if responses else chat_functions(tools)
 
 
 class Inference:
@@ -208,46 +266,90 @@ class Inference:
             results.append(_Generated(text, tokens, "stop" if stopped else "length"))
         return results
 
+    def _streamed(
+        self, policy: Policy, prompt: list[int], body: _Sampling, live: _Live, *, max_tokens: int | None, default: int
+    ) -> Iterator[Delta]:
+        """The reply's deltas while one generation runs in a thread; then `live.generated` holds its result.
+
+        The same generation as `_generate` (same seed, same tokens): a streamer only watches its tokens.
+        """
+        from transformers import TextIteratorStreamer
+
+        with self._lock:
+            streamer = TextIteratorStreamer(policy.tokenizer, skip_prompt=True, skip_special_tokens=True)
+            outcome: dict[str, Any] = {}
+
+            def generate() -> None:
+                try:
+                    (outcome["generated"],) = self._generate(
+                        policy, prompt, body, n=1, max_tokens=max_tokens, default=default, streamer=streamer
+                    )
+                except BaseException as e:  # the stream ends early: its HTTP status is already sent
+                    outcome["error"] = e
+                    streamer.end()
+
+            worker = threading.Thread(target=generate, name="gradekit-stream", daemon=True)
+            worker.start()
+            try:
+                for piece in streamer:
+                    delta = live.reply.add(piece)
+                    if delta:
+                        yield delta
+                worker.join()
+                live.generated, live.error = outcome.get("generated"), outcome.get("error")
+                delta = live.reply.finish()
+                if delta:
+                    yield delta
+            finally:
+                worker.join()  # after a client went away, the next request still waits for this generation
+
     def _chat_prompt(self, policy: Policy, messages: list[dict[str, Any]], tools: list[Any] | None) -> list[int]:
         if policy.tokenizer.chat_template:
             return policy.prompt_ids(Row(messages, {}, tools))
         text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
         return list(policy.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    # --- the endpoints ------------------------------------------------------------------------------------
+    def _prompt(
+        self, ref: ModelRef, messages: list[dict[str, Any]], functions: list[dict[str, Any]]
+    ) -> tuple[Policy, list[int]]:
+        """The model and the prompt's tokens; `functions` go through the chat template or a system message."""
+        offer = tools_message(functions) if functions else ""
+        policy = self._policy(ref, [m["content"] for m in messages] + [offer])
+        if functions and not template_takes_tools(policy.tokenizer.chat_template):
+            first = messages[0] if messages and messages[0]["role"] in ("system", "developer") else None
+            if first is not None:
+                messages = [{**first, "content": f"{first['content']}\n\n{offer}"}, *messages[1:]]
+            else:
+                messages = [{"role": "system", "content": offer}, *messages]
+            return policy, self._chat_prompt(policy, messages, None)
+        return policy, self._chat_prompt(policy, messages, functions or None)
 
-    @staticmethod
-    def _no_stream(body: _Sampling) -> None:
-        if body.stream:
-            raise APIError(
-                400, "Streaming is supported by /v1/chat/completions only; send stream=false.", param="stream"
-            )
+    # --- chat completions ---------------------------------------------------------------------------------
 
     def chat(self, body: ChatRequest) -> dict[str, Any] | StreamingResponse:
         """A `chat.completion` object, or with `stream` its chunks as Server-Sent Events."""
         ref = self._ref(body.model)
         messages = _messages(body.messages, "messages")
+        functions = _functions(body.tools, body.tool_choice, responses=False)
         n = body.n or 1
         if body.stream and n > 1:
             raise APIError(400, "Invalid value for 'n': streaming answers one choice; send n=1.", param="n")
         max_tokens = body.max_completion_tokens or body.max_tokens
         with self._lock:
-            policy = self._policy(ref, [m["content"] for m in messages])
-            prompt = self._chat_prompt(policy, messages, body.tools)
+            policy, prompt = self._prompt(ref, messages, functions)
             if body.stream:
                 self._budget(policy, prompt, max_tokens, 256)  # a bad request fails before the stream starts
-                return _sse(self._chat_chunks(policy, prompt, body, max_tokens))
+                return sse(self._chat_chunks(policy, prompt, body, max_tokens, tools=bool(functions)))
             generated = self._generate(policy, prompt, body, n=n, max_tokens=max_tokens, default=256)
         choices = []
         for i, g in enumerate(generated):
-            text, stopped = _cut(g.text, body.stop)
+            text, stopped = cut_at_stop(g.text, body.stop)
+            content, calls = split_calls(text) if functions else (text, [])
+            message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None, "annotations": []}
+            if calls:
+                message.update(content=content or None, tool_calls=calls)
             choices.append(
-                {
-                    "index": i,
-                    "message": {"role": "assistant", "content": text, "refusal": None, "annotations": []},
-                    "finish_reason": "stop" if stopped else g.finish_reason,
-                    "logprobs": None,
-                }
+                {"index": i, "message": message, "finish_reason": _finish(calls, stopped, g), "logprobs": None}
             )
         return {
             "id": f"chatcmpl-{secrets.token_hex(12)}",
@@ -260,11 +362,9 @@ class Inference:
         }
 
     def _chat_chunks(
-        self, policy: Policy, prompt: list[int], body: ChatRequest, max_tokens: int | None
+        self, policy: Policy, prompt: list[int], body: ChatRequest, max_tokens: int | None, *, tools: bool
     ) -> Iterator[dict[str, Any]]:
-        """`chat.completion.chunk` objects: the role, the text as it is generated, the finish reason (and usage)."""
-        from transformers import TextIteratorStreamer
-
+        """`chat.completion.chunk` objects: the role, text and tool calls as generated, the finish reason, usage."""
         base = {
             "id": f"chatcmpl-{secrets.token_hex(12)}",
             "object": "chat.completion.chunk",
@@ -276,63 +376,47 @@ class Inference:
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
-        with self._lock:
-            streamer = TextIteratorStreamer(policy.tokenizer, skip_prompt=True, skip_special_tokens=True)
-            outcome: dict[str, Any] = {}
+        live = _Live(Reply(body.stop, tools=tools))
+        yield chunk({"role": "assistant", "content": "", "refusal": None})
+        for delta in self._streamed(policy, prompt, body, live, max_tokens=max_tokens, default=256):
+            if delta.text:
+                yield chunk({"content": delta.text})
+            if delta.calls:
+                first = len(live.reply.calls) - len(delta.calls)
+                yield chunk({"tool_calls": [{"index": first + j, **c} for j, c in enumerate(delta.calls)]})
+        yield chunk({}, live.finish_reason)
+        if (body.stream_options or {}).get("include_usage") and live.generated is not None:
+            yield {**base, "choices": [], "usage": _usage(len(prompt), live.generated.tokens)}
 
-            def generate() -> None:
-                try:
-                    (outcome["generated"],) = self._generate(
-                        policy, prompt, body, n=1, max_tokens=max_tokens, default=256, streamer=streamer
-                    )
-                except BaseException as e:  # the stream just ends: its HTTP status is already sent
-                    outcome["error"] = e
-                    streamer.end()
+    # --- completions --------------------------------------------------------------------------------------
 
-            worker = threading.Thread(target=generate, name="gradekit-stream", daemon=True)
-            worker.start()
-            try:
-                yield chunk({"role": "assistant", "content": "", "refusal": None})
-                text = _StreamedText(body.stop)
-                for piece in streamer:
-                    delta = text.add(piece)
-                    if delta:
-                        yield chunk({"content": delta})
-                worker.join()
-                rest = text.finish()
-                if rest:
-                    yield chunk({"content": rest})
-                generated: _Generated | None = outcome.get("generated")
-                finish = "stop" if text.stopped or generated is None else generated.finish_reason
-                yield chunk({}, finish)
-                options = body.stream_options or {}
-                if options.get("include_usage") and generated is not None:
-                    yield {**base, "choices": [], "usage": _usage(len(prompt), generated.tokens)}
-            finally:
-                worker.join()  # after a client went away, the next request still waits for this generation
-
-    def complete(self, body: CompletionRequest) -> dict[str, Any]:
-        """A `text_completion` object (one choice per prompt and `n`)."""
-        self._no_stream(body)
+    def complete(self, body: CompletionRequest) -> dict[str, Any] | StreamingResponse:
+        """A `text_completion` object (one choice per prompt and `n`), or with `stream` its chunks as events."""
         ref = self._ref(body.model)
         prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
         if not prompts:
             raise APIError(400, "Invalid value for 'prompt': it is empty.", param="prompt")
         n = body.n or 1
+        if body.stream and (n > 1 or len(prompts) > 1):
+            param = "n" if n > 1 else "prompt"
+            raise APIError(400, f"Invalid value for '{param}': streaming answers one choice.", param=param)
         choices, prompt_tokens, completion_tokens = [], 0, 0
         with self._lock:
             policy = self._policy(ref, prompts)
             for text in prompts:
                 ids = list(policy.tokenizer(text, add_special_tokens=False)["input_ids"])
+                if body.stream:
+                    self._budget(policy, ids, body.max_tokens, 16)  # a bad request fails before the stream starts
+                    return sse(self._completion_chunks(policy, ids, body))
                 prompt_tokens += len(ids)
                 for g in self._generate(policy, ids, body, n=n, max_tokens=body.max_tokens, default=16):
-                    out, stopped = _cut(g.text, body.stop)
+                    out, stopped = cut_at_stop(g.text, body.stop)
                     completion_tokens += g.tokens
                     choices.append(
                         {
                             "index": len(choices),
                             "text": f"{text}{out}" if body.echo else out,
-                            "finish_reason": "stop" if stopped else g.finish_reason,
+                            "finish_reason": _finish([], stopped, g),
                             "logprobs": None,
                         }
                     )
@@ -346,9 +430,34 @@ class Inference:
             "system_fingerprint": None,
         }
 
-    def respond(self, body: ResponseRequest) -> dict[str, Any]:
-        """A `response` object with one assistant message."""
-        self._no_stream(body)
+    def _completion_chunks(
+        self, policy: Policy, prompt: list[int], body: CompletionRequest
+    ) -> Iterator[dict[str, Any]]:
+        """`text_completion` chunks: (the echoed prompt,) the text as generated, the finish reason, usage."""
+        base = {
+            "id": f"cmpl-{secrets.token_hex(12)}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": body.model,
+            "system_fingerprint": None,
+        }
+
+        def chunk(text: str, finish: str | None = None) -> dict[str, Any]:
+            return {**base, "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]}
+
+        if body.echo:
+            yield chunk(str(body.prompt))
+        live = _Live(Reply(body.stop))
+        for delta in self._streamed(policy, prompt, body, live, max_tokens=body.max_tokens, default=16):
+            yield chunk(delta.text)
+        yield chunk("", live.finish_reason)
+        if (body.stream_options or {}).get("include_usage") and live.generated is not None:
+            yield {**base, "choices": [], "usage": _usage(len(prompt), live.generated.tokens)}
+
+    # --- responses ----------------------------------------------------------------------------------------
+
+    def respond(self, body: ResponseRequest) -> dict[str, Any] | StreamingResponse:
+        """A `response` object (an assistant message and/or function calls), or with `stream` its events."""
         ref = self._ref(body.model)
         if isinstance(body.input, str):
             messages = [{"role": "user", "content": body.input}]
@@ -356,88 +465,153 @@ class Inference:
             messages = _messages(body.input, "input")
         if body.instructions:
             messages = [{"role": "developer", "content": body.instructions}, *messages]
+        functions = _functions(body.tools, body.tool_choice, responses=True)
         with self._lock:
-            policy = self._policy(ref, [m["content"] for m in messages])
-            prompt = self._chat_prompt(policy, messages, None)
+            policy, prompt = self._prompt(ref, messages, functions)
+            if body.stream:
+                self._budget(policy, prompt, body.max_output_tokens, 256)  # fails before the stream starts
+                return sse(self._response_events(policy, prompt, body, tools=bool(functions)), named=True)
             (g,) = self._generate(policy, prompt, body, n=1, max_tokens=body.max_output_tokens, default=256)
-        complete = g.finish_reason == "stop"
-        usage = _usage(len(prompt), g.tokens)
-        return {
-            "id": f"resp_{secrets.token_hex(16)}",
-            "object": "response",
-            "created_at": time.time(),
-            "status": "completed" if complete else "incomplete",
-            "error": None,
-            "incomplete_details": None if complete else {"reason": "max_output_tokens"},
-            "instructions": body.instructions,
-            "max_output_tokens": body.max_output_tokens,
-            "model": body.model,
-            "output": [
-                {
-                    "type": "message",
-                    "id": f"msg_{secrets.token_hex(16)}",
-                    "status": "completed" if complete else "incomplete",
-                    "role": "assistant",
-                    "content": [{"type": "output_text", "text": g.text, "annotations": [], "logprobs": []}],
-                }
-            ],
-            "parallel_tool_calls": True,
-            "temperature": body.temperature,
-            "top_p": body.top_p,
-            "tool_choice": "auto",
-            "tools": [],
-            "metadata": {},
-            "usage": {
-                "input_tokens": usage["prompt_tokens"],
-                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-                "output_tokens": usage["completion_tokens"],
-                "output_tokens_details": {"reasoning_tokens": 0},
-                "total_tokens": usage["total_tokens"],
-            },
+        content, calls = split_calls(g.text) if functions else (g.text, [])
+        complete = bool(calls) or g.finish_reason == "stop"
+        status = "completed" if complete else "incomplete"
+        output = [_message_item(f"msg_{secrets.token_hex(16)}", content, status)] if content or not calls else []
+        output += [_function_item(c, "completed") for c in calls]
+        return _response(body, f"resp_{secrets.token_hex(16)}", time.time(), status, output, (len(prompt), g.tokens))
+
+    def _response_events(
+        self, policy: Policy, prompt: list[int], body: ResponseRequest, *, tools: bool
+    ) -> Iterator[dict[str, Any]]:
+        """Responses streaming events, each with its `sequence_number`, from `response.created` to the end.
+
+        Without tools the message item is opened at once; with tools when its first text arrives (a reply that is
+        only calls has no message), and each call is a `function_call` item sent whole when its block closes.
+        """
+        numbers = itertools.count()
+
+        def event(kind: str, **fields: Any) -> dict[str, Any]:
+            return {"type": kind, "sequence_number": next(numbers), **fields}
+
+        rid, created = f"resp_{secrets.token_hex(16)}", time.time()
+        started = _response(body, rid, created, "in_progress", [], None)
+        yield event("response.created", response=started)
+        yield event("response.in_progress", response=started)
+        output: list[dict[str, Any]] = []
+        message: dict[str, Any] = {}  # where the message item is: "index", "id"
+
+        def open_message() -> Iterator[dict[str, Any]]:
+            message.update(index=len(output), id=f"msg_{secrets.token_hex(16)}")
+            output.append(_message_item(message["id"], "", "in_progress"))
+            yield event("response.output_item.added", output_index=message["index"], item=_message_item(message["id"]))
+            yield event(
+                "response.content_part.added", part=_text_part(""), content_index=0, **_at(message["index"], message)
+            )
+
+        live = _Live(Reply(tools=tools))
+        if not tools:
+            yield from open_message()
+        for delta in self._streamed(policy, prompt, body, live, max_tokens=body.max_output_tokens, default=256):
+            if delta.text:
+                if not message:
+                    yield from open_message()
+                yield event(
+                    "response.output_text.delta",
+                    delta=delta.text,
+                    logprobs=[],
+                    content_index=0,
+                    **_at(message["index"], message),
+                )
+            for call in delta.calls:
+                item, index = _function_item(call, "completed"), len(output)
+                output.append(item)
+                where = _at(index, item)
+                yield event("response.output_item.added", output_index=index, item={**item, "arguments": ""})
+                yield event("response.function_call_arguments.delta", delta=call["function"]["arguments"], **where)
+                yield event("response.function_call_arguments.done", arguments=call["function"]["arguments"], **where)
+                yield event("response.output_item.done", output_index=index, item=item)
+        if live.generated is None:
+            error = {"code": "server_error", "message": f"Generation failed: {live.error}"}
+            failed = _response(body, rid, created, "failed", output, None)
+            yield event("response.failed", response={**failed, "error": error})
+            return
+        complete = bool(live.reply.calls) or live.generated.finish_reason == "stop"
+        status = "completed" if complete else "incomplete"
+        if not message and not live.reply.calls:
+            yield from open_message()
+        if message:
+            text = live.reply.text
+            output[message["index"]] = item = _message_item(message["id"], text, status)
+            where = _at(message["index"], message)
+            yield event("response.output_text.done", text=text, logprobs=[], content_index=0, **where)
+            yield event("response.content_part.done", part=_text_part(text), content_index=0, **where)
+            yield event("response.output_item.done", output_index=message["index"], item=item)
+        final = _response(body, rid, created, status, output, (len(prompt), live.generated.tokens))
+        yield event(f"response.{status}", response=final)
+
+
+def _at(index: int, item: Mapping[str, Any]) -> dict[str, Any]:
+    return {"output_index": index, "item_id": item["id"]}
+
+
+def _text_part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def _message_item(item_id: str, text: str | None = None, status: str = "in_progress") -> dict[str, Any]:
+    """A Responses `message` output item (no content part yet when `text` is None)."""
+    content = [] if text is None else [_text_part(text)]
+    return {"type": "message", "id": item_id, "status": status, "role": "assistant", "content": content}
+
+
+def _function_item(call: Mapping[str, Any], status: str) -> dict[str, Any]:
+    """A Responses `function_call` output item for a chat-style tool call."""
+    return {
+        "type": "function_call",
+        "id": f"fc_{secrets.token_hex(16)}",
+        "call_id": call["id"],
+        "name": call["function"]["name"],
+        "arguments": call["function"]["arguments"],
+        "status": status,
+    }
+
+
+def _response(
+    body: ResponseRequest,
+    rid: str,
+    created: float,
+    status: str,
+    output: list[dict[str, Any]],
+    tokens: tuple[int, int] | None,
+) -> dict[str, Any]:
+    """A `response` object; `tokens` (prompt, output) give its usage once it is over."""
+    usage = None
+    if tokens is not None:
+        usage = {
+            "input_tokens": tokens[0],
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": tokens[1],
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": sum(tokens),
         }
-
-
-class _StreamedText:
-    """A reply arriving in pieces: what can be sent so far, so that the pieces join to the non-streamed text.
-
-    That text is stripped and cut at the first stop sequence, so trailing whitespace and a possible start of a
-    stop sequence are held back until more text shows what they are.
-    """
-
-    def __init__(self, stop: str | list[str] | None) -> None:
-        self.stop = stop
-        self.hold = max((len(s) for s in ([stop] if isinstance(stop, str) else stop or [])), default=1) - 1
-        self.text = ""
-        self.sent = 0
-        self.stopped = False
-
-    def add(self, piece: str) -> str:
-        """The text that can be sent now that `piece` arrived."""
-        if self.stopped:
-            return ""
-        self.text = (self.text + piece).lstrip()
-        cut, self.stopped = _cut(self.text, self.stop)
-        ready = len(cut) if self.stopped else max(self.sent, len(cut.rstrip()) - self.hold)
-        return self._send(cut[:ready])
-
-    def finish(self) -> str:
-        """The rest of the text once generation is over."""
-        return self._send(_cut(self.text.strip(), self.stop)[0])
-
-    def _send(self, upto: str) -> str:
-        delta, self.sent = upto[self.sent :], max(self.sent, len(upto))
-        return delta
-
-
-def _sse(chunks: Iterator[dict[str, Any]]) -> StreamingResponse:
-    """Chunks as Server-Sent Events in OpenAI's form: `data: <json>` each, then `data: [DONE]`."""
-
-    def events() -> Iterator[str]:
-        for c in chunks:
-            yield f"data: {json.dumps(c, ensure_ascii=False)}\n\n"
-        yield "data: [DONE]\n\n"
-
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return {
+        "id": rid,
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+        "instructions": body.instructions,
+        "max_output_tokens": body.max_output_tokens,
+        "model": body.model,
+        "output": [dict(item) for item in output],
+        "parallel_tool_calls": True,
+        "temperature": body.temperature,
+        "top_p": body.top_p,
+        "tool_choice": body.tool_choice or "auto",
+        "tools": list(body.tools or []),
+        "metadata": {},
+        "usage": usage,
+    }
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
