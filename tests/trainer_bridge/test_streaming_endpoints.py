@@ -148,13 +148,15 @@ def test_the_sdk_stream_helpers_accumulate_the_same_reply(served: tuple[OpenAI, 
     assert completion.choices[0].finish_reason == "stop"
 
 
-def test_an_echoed_completion_streams_the_prompt_first(served: tuple[OpenAI, dict[str, str]]) -> None:
+def test_an_echoed_completion_streams_the_prompt_first_even_given_as_a_list(
+    served: tuple[OpenAI, dict[str, str]],
+) -> None:
     sdk, names = served
     prompt = f"{TICKET}\nTeam:"
     whole = sdk.completions.create(model=names["fine-tuned"], prompt=prompt, echo=True, max_tokens=4, temperature=0)
     chunks = list(
         sdk.completions.create(
-            model=names["fine-tuned"], prompt=prompt, echo=True, max_tokens=4, temperature=0, stream=True
+            model=names["fine-tuned"], prompt=[prompt], echo=True, max_tokens=4, temperature=0, stream=True
         )
     )
     assert chunks[0].choices[0].text == prompt
