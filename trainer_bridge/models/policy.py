@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from torch import Tensor
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from .structured import StructuredOutput
+
 __all__ = ["TINY_MODEL", "Policy", "Rollout"]
 
 
@@ -107,11 +109,13 @@ class Policy:
         temperature: float,
         top_p: float = 1.0,
         streamer: Any = None,
+        structured: StructuredOutput | None = None,
     ) -> Rollout:
         """`n` completions of each prompt (rows of one prompt are contiguous); temperature 0 decodes greedily.
 
         Sampling draws from the full distribution (no top-k), so training's log-probs are those of the sampler.
         `streamer` (a transformers streamer, one prompt and n=1) receives the tokens as they are generated.
+        `structured` (a compiled `response_format`) masks the logits so every reply follows its JSON schema.
         """
         import torch
 
@@ -134,17 +138,19 @@ class Policy:
                 pad_token_id=pad,
                 eos_token_id=eos,
                 streamer=streamer,
+                logits_processor=[structured.processor(len(ids), width, max_new_tokens)] if structured else None,
                 **(sampling if temperature > 0 else {"do_sample": False}),
             )
         completion = out[:, width:]
         is_eos = completion == eos
         # Tokens after the first end-of-sequence are padding: the mask keeps everything up to and including it.
         completion_mask = ((is_eos.long().cumsum(dim=1) - is_eos.long()) == 0).long()
-        texts = [
-            self.tokenizer.decode(row[: int(m.sum())], skip_special_tokens=True).strip()
-            for row, m in zip(completion, completion_mask, strict=True)
-        ]
+        decode = structured.decode if structured else self._decode
+        texts = [decode(row[: int(m.sum())].tolist()) for row, m in zip(completion, completion_mask, strict=True)]
         return Rollout(out, torch.cat([mask, completion_mask], dim=1), completion_mask, width, texts)
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
     def token_logprobs(self, rollout: Rollout, *, temperature: float, model: PreTrainedModel | None = None) -> Tensor:
         """Log-probabilities of each completion token under `model` (default: the policy), [n, completion_len]."""

@@ -29,6 +29,7 @@ from gradekit.runtime.server import APIError
 
 from ..loop.data import Row
 from ..models.policy import TINY_MODEL, Policy
+from ..models.structured import StructuredOutput, UnsupportedFormat, response_schema, structured_output, vocabulary_text
 from .config import ServiceConfig
 from .models import ModelRef, Models
 from .streaming import Delta, Reply, cut_at_stop, sse
@@ -67,6 +68,7 @@ class ChatRequest(_Sampling):
     stop: str | list[str] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    response_format: Any = None  # text, json_object or json_schema: enforced by constrained decoding
 
 
 class CompletionRequest(_Sampling):
@@ -255,7 +257,13 @@ class Inference:
             if body.seed is not None:
                 torch.manual_seed(body.seed)
             rollout = policy.sample(
-                [prompt], n, max_new_tokens=budget, temperature=temperature, top_p=body.top_p or 1.0, streamer=streamer
+                [prompt],
+                n,
+                max_new_tokens=budget,
+                temperature=temperature,
+                top_p=body.top_p or 1.0,
+                streamer=streamer,
+                structured=_structured(policy, body),
             )
         results = []
         for text, row, mask in zip(
@@ -310,11 +318,13 @@ class Inference:
         return list(policy.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _prompt(
-        self, ref: ModelRef, messages: list[dict[str, Any]], functions: list[dict[str, Any]]
+        self, ref: ModelRef, messages: list[dict[str, Any]], functions: list[dict[str, Any]], vocabulary: str = ""
     ) -> tuple[Policy, list[int]]:
-        """The model and the prompt's tokens; `functions` go through the chat template or a system message."""
+        """The model and the prompt's tokens; `functions` go through the chat template or a system message.
+
+        `vocabulary` is more text for `tiny-local`'s vocabulary (what a `response_format` needs)."""
         offer = tools_message(functions) if functions else ""
-        policy = self._policy(ref, [m["content"] for m in messages] + [offer])
+        policy = self._policy(ref, [m["content"] for m in messages] + [offer, vocabulary])
         if functions and not template_takes_tools(policy.tokenizer.chat_template):
             first = messages[0] if messages and messages[0]["role"] in ("system", "developer") else None
             if first is not None:
@@ -335,8 +345,10 @@ class Inference:
         if body.stream and n > 1:
             raise APIError(400, "Invalid value for 'n': streaming answers one choice; send n=1.", param="n")
         max_tokens = body.max_completion_tokens or body.max_tokens
+        schema = _schema(body.response_format)
         with self._lock:
-            policy, prompt = self._prompt(ref, messages, functions)
+            policy, prompt = self._prompt(ref, messages, functions, vocabulary_text(schema) if schema else "")
+            _structured(policy, body)  # a schema the decoder cannot enforce fails here, before a stream starts
             if body.stream:
                 self._budget(policy, prompt, max_tokens, 256)  # a bad request fails before the stream starts
                 return sse(self._chat_chunks(policy, prompt, body, max_tokens, tools=bool(functions)))
@@ -612,6 +624,25 @@ def _response(
         "metadata": {},
         "usage": usage,
     }
+
+
+def _schema(response_format: Any) -> dict[str, Any] | None:
+    """The JSON schema of a chat request's `response_format` (None: plain text); 400 naming it if malformed."""
+    try:
+        return response_schema(response_format)
+    except UnsupportedFormat as e:
+        raise APIError(400, f"Invalid value for 'response_format': {e}.", param="response_format") from None
+
+
+def _structured(policy: Policy, body: _Sampling) -> StructuredOutput | None:
+    """The request's `response_format` compiled for the model (None: plain text); 400 if it cannot be enforced."""
+    schema = _schema(body.response_format) if isinstance(body, ChatRequest) else None
+    if schema is None:
+        return None
+    try:
+        return structured_output(policy.tokenizer, schema)
+    except UnsupportedFormat as e:
+        raise APIError(400, f"Invalid value for 'response_format': {e}.", param="response_format") from None
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
