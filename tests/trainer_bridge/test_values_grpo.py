@@ -41,6 +41,12 @@ def test_advantages_use_the_given_eps_and_the_population_std() -> None:
     assert group_advantages(torch.tensor([3.0, 1.0, math.nan]), 3, eps=1.0).tolist() == pytest.approx([0.5, -0.5, 0])
 
 
+def test_advantages_of_several_fully_rewarded_groups_are_per_group() -> None:
+    got = group_advantages(torch.tensor([1.0, 0.0, 3.0, 1.0]), 2).tolist()
+    # group 1: mean 0.5, std 0.5; group 2: mean 2, std 1
+    assert got == pytest.approx([0.5 / (0.5 + EPS), -0.5 / (0.5 + EPS), 1 / (1 + EPS), -1 / (1 + EPS)], rel=1e-6)
+
+
 def test_the_clipped_surrogate_per_token() -> None:
     # ratios 1.5, 0.5, 0.5, 1.5 against advantages +1, +1, -1, -1 (epsilon 0.2)
     old = torch.zeros(4, 1)
@@ -76,6 +82,14 @@ def test_the_kl_term_is_k3_to_the_reference_token_averaged() -> None:
     assert stats0["kl"] == 0.0 and float(loss0) == pytest.approx(-1.0)
     loss1, stats1 = policy_loss(logp, logp, torch.tensor([1.0]), mask, beta=0.5)
     assert stats1["kl"] == 0.0 and float(loss1) == pytest.approx(-1.0)
+
+
+def test_the_kl_of_padding_tokens_is_left_out() -> None:
+    logp = torch.log(torch.tensor([[0.5, 0.5]]))
+    ref = torch.log(torch.tensor([[0.25, 0.05]]))  # the padding token is far from the reference
+    delta = math.log(0.5)
+    _, stats = policy_loss(logp, logp, torch.tensor([0.0]), torch.tensor([[1.0, 0.0]]), ref_logp=ref, beta=1.0)
+    assert stats["kl"] == pytest.approx(math.exp(delta) - delta - 1.0, rel=1e-6)
 
 
 def test_an_all_padding_batch_has_zero_loss_not_nan() -> None:
@@ -115,7 +129,12 @@ class TablePolicy:
 
 
 def _update(
-    policy: TablePolicy, graded: list[tuple[Part, list[float | None]]], *, reference: Any = None, **options: Any
+    policy: TablePolicy,
+    graded: list[tuple[Part, list[float | None]]],
+    *,
+    reference: Any = None,
+    group_size: int = 2,
+    **options: Any,
 ) -> tuple[dict[str, float], torch.Tensor]:
     """One update with plain SGD at rate 1: returns the stats and the parameter's change (minus the gradient)."""
     before = policy.model.logp.detach().clone()
@@ -124,7 +143,7 @@ def _update(
         policy,  # type: ignore[arg-type]
         optimizer,
         graded,  # type: ignore[arg-type]
-        group_size=2,
+        group_size=group_size,
         options=LoopOptions(temperature=0.7, **options),
         reference=reference,  # type: ignore[arg-type]
     )
@@ -199,3 +218,24 @@ def test_several_epochs_clip_against_the_first_log_probs_and_average_the_stats()
     assert stats["kl"] == 0.0
     assert policy.calls[0] == (0.7, False, True)  # the old log-probs, under no_grad
     assert len(policy.calls) == 4
+
+
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True to a scalar")
+def test_the_kl_stat_is_weighted_by_each_parts_tokens() -> None:
+    policy = TablePolicy(torch.full((2, 3), -1.0))
+    reference = Table(torch.tensor([[0.0, -9.0, -9.0], [-2.0, -2.0, -2.0]]))
+    short = Part(slice(0, 1), torch.tensor([[1, 0, 0]]))  # 1 token, its reference log-prob 1 higher
+    long = Part(slice(1, 2), torch.tensor([[1, 1, 1]]))  # 3 tokens, each 1 lower
+    stats, _ = _update(policy, [(short, [1.0]), (long, [0.0])], reference=reference, kl_beta=1.0, group_size=1)
+    k_up, k_down = math.exp(1) - 1 - 1, math.exp(-1) + 1 - 1
+    assert stats["kl"] == pytest.approx((k_up * 1 + k_down * 3) / 4, rel=1e-5)
+
+
+def test_two_epochs_clip_the_second_against_the_first_log_probs() -> None:
+    policy = TablePolicy(torch.tensor([[-1.0], [-1.0]]))
+    part = Part(slice(0, 2), torch.ones(2, 1, dtype=torch.long))
+    stats, change = _update(policy, [(part, [1.0, 0.0])], update_epochs=2, clip_epsilon=0.2)
+    a = 0.5 / (0.5 + EPS)
+    assert torch.allclose(change, torch.tensor([[a / 2], [-a / 2]]), rtol=1e-5)  # the second epoch is clipped
+    assert stats["clip_fraction"] == pytest.approx(0.5, rel=1e-6)
+    assert policy.calls == [(0.7, False, True), (0.7, False, False), (0.7, False, False)]

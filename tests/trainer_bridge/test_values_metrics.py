@@ -15,6 +15,7 @@ from gradekit.trainer_bridge.loop.metrics import (
     grading_tables,
     per_grader,
     rate,
+    speed_summary,
     train_metrics,
     valid_metrics,
     validation_steps_left,
@@ -131,6 +132,7 @@ def test_add_validation_time() -> None:
         (5, 10, 5, 1),  # step 10
         (9, 10, 5, 1),
         (10, 10, 5, 0),
+        (10, 10, 3, 0),  # at the last step nothing is left, though 10 is no multiple of 3
         (11, 10, 5, 0),
         (0, 10, 3, 4),  # 3, 6, 9 and the last, 10
         (9, 10, 3, 1),  # the last only
@@ -150,3 +152,36 @@ def test_estimated_finish() -> None:
     assert estimated_finish(100.2, [2.0], [], step=1, total_steps=4, eval_interval=2) == 107
     assert estimated_finish(100.0, [2.0], [1.0], step=6, total_steps=4, eval_interval=2) == 100  # past the end
     assert estimated_finish(99.5, [2.0], [], step=4, total_steps=4, eval_interval=2) == math.ceil(99.5)
+
+
+def test_speed_summary() -> None:
+    history = [
+        {
+            "step": 1,
+            "gradekit": {
+                "step_s": 2.0,
+                "valid_s": 1.0,
+                "sampled_tokens": 30,
+                "generation_s": 1.0,
+                "trained_tokens": 50,
+            },
+        },
+        {"step": 2, "gradekit": {"step_s": 4.0, "valid_s": 3.0, "sampled_tokens": 10, "generation_s": 3.0}},
+        {"step": 3, "gradekit": {"update_s": 5.0, "trained_tokens": 50, "sampled_tokens": "n/a"}},
+        {"step": 4, "gradekit": "not an object"},
+        {"step": 5},
+    ]
+    assert speed_summary(history) == {
+        "steps": 2,
+        "step_s": 3.0,
+        "valid_s": 2.0,
+        "sampled_tokens_per_s": 10.0,  # 40 tokens over 4 s
+        "trained_tokens_per_s": 20.0,  # 100 tokens over 5 s
+    }
+    assert speed_summary([]) == {
+        "steps": 0,
+        "step_s": None,
+        "valid_s": None,
+        "sampled_tokens_per_s": None,
+        "trained_tokens_per_s": None,
+    }
