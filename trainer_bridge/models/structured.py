@@ -2,10 +2,11 @@
 
 At every step of generation the mask leaves only the tokens that keep the reply a prefix of a JSON document the
 schema accepts (compact JSON: no whitespace between tokens), and end-of-text only once the document is complete,
-so a finished reply always parses and validates. The last `FINISH_RESERVE` share of the token budget steers to
-the end: each step takes the allowed token that closes the most (`"`, `]`, `}`), else the shortest, else
-end-of-text once the document is complete; a reply that still runs out of tokens ends with `finish_reason`
-"length", as OpenAI's does.
+so a finished reply always parses and validates. In the last `FINISH_RESERVE` share of the token budget it
+steers to the end: only the allowed tokens that leave the fewest strings, brackets and commas open stay allowed
+(the model still chooses among them), and once few spare tokens are left, only those of the model's likeliest
+after which the shortest way to a complete document still fits. A schema that needs more tokens than the budget
+ends with `finish_reason` "length", as OpenAI's replies do.
 
 llguidance reads byte-level BPE and SentencePiece tokenizers (every pretrained model here); a word-level
 tokenizer (`tiny-local`) is read as the text of each token, its reply the tokens joined without spaces.
