@@ -168,3 +168,23 @@ def test_the_guide_multi_is_graded_end_to_end_by_the_served_judge(url: str) -> N
         assert 0.0 <= judged <= 1.0  # the score_model's range: the judge's number, clipped
         assert row.reward == pytest.approx(0.5 * exact[i] + 0.5 * judged)
         assert row.model_grader_token_usage_per_model["tiny-local"]["completion_tokens"] > 0
+
+
+def test_a_label_model_judged_by_the_served_model_always_gets_a_label(url: str) -> None:
+    judge = {
+        "type": "label_model",
+        "name": "verdict",
+        "model": "tiny-local",
+        "input": [{"role": "user", "content": "Is this answer compliant? {{ sample.output_text }}"}],
+        "labels": LABELS,
+        "passing_labels": ["compliant"],
+    }
+    grader = {"type": "multi", "name": "review", "graders": {"verdict": judge}, "calculate_output": "verdict"}
+    samples = ["We encrypt everything with AES-256.", "We do not encrypt.", "Unsure.", "Keys rotate yearly."]
+    with OpenAIModelClient(base_url=f"{url}/v1", api_key="x", max_retries=0) as served:
+        result = run_batch(grader, samples, env=Env(model=served))
+    for row in result:
+        assert not row.metadata.errors.model_grader_parse_error, row.metadata
+        label = row.metadata.scores["verdict"]["label"]
+        assert label in LABELS
+        assert row.reward == (1.0 if label == "compliant" else 0.0)
