@@ -50,13 +50,14 @@ test: lint $(CHROMIUM)
 # names one file (MUTATE_FILE_<module>) and the fast tests that own its behaviour (MUTATE_TESTS_<module>).
 MODULES ?= results models formula aggregate samples lambda_events lambda_handler grpo metrics transitions paging
 MUTATE_FILE_results := graders/results.py
-MUTATE_TESTS_results := tests/test_values_results.py tests/test_aggregate.py tests/test_string_check.py
+MUTATE_TESTS_results := tests/test_values_results.py tests/test_values_no_reward.py tests/test_aggregate.py \
+	tests/test_string_check.py
 MUTATE_FILE_models := graders/models.py
 MUTATE_TESTS_models := tests/test_models.py tests/test_values_models.py
 MUTATE_FILE_formula := graders/formula.py
 MUTATE_TESTS_formula := tests/test_formula.py
 MUTATE_FILE_aggregate := graders/aggregate.py
-MUTATE_TESTS_aggregate := tests/test_values_aggregate.py tests/test_aggregate.py
+MUTATE_TESTS_aggregate := tests/test_values_aggregate.py tests/test_values_aggregate_no_reward.py tests/test_aggregate.py
 MUTATE_FILE_samples := graders/samples.py
 MUTATE_TESTS_samples := tests/test_values_samples.py tests/lambda_handlers/test_values_sample_forms.py
 MUTATE_FILE_lambda_events := lambda_handlers/events.py
