@@ -1,11 +1,12 @@
-"""Tool calls a local model writes as `<tool_call>` blocks reach tool-call graders as OpenAI tool calls."""
+"""Tool calls a local model writes as `<tool_call>` blocks reach tool-call graders as OpenAI tool calls; tools are
+offered in its prompt one way for the loop and the service."""
 
 from __future__ import annotations
 
 import json
 
 from gradekit.graders import run_batch
-from gradekit.trainer_bridge.loop.completions import to_sample
+from gradekit.trainer_bridge.loop.completions import offer_tools, to_sample, tools_message
 
 GRADER = {"type": "tool_call", "name": "weather_call"}  # expects the item's `expected_tool_calls`
 ITEM = {"expected_tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}
@@ -42,3 +43,20 @@ def test_a_tool_call_grader_scores_the_parsed_calls() -> None:
     wrong = '<tool_call>{"name": "get_weather", "arguments": {"city": "Rome"}}</tool_call>'
     result = run_batch(GRADER, [to_sample(right), to_sample(wrong, 1), to_sample("no call")], [ITEM] * 3)
     assert result.rewards[0] == 1.0 and result.rewards[1] < 1.0 and result.rewards[2] == 0.0
+
+
+def test_offer_tools_uses_the_template_when_it_renders_tools_else_the_system_message() -> None:
+    fn = {"name": "lookup", "description": "Find a ticket", "parameters": {"type": "object"}}
+    asked = [{"role": "user", "content": "where is my order?"}]
+    # a template that renders `tools` gets them as they are, the messages untouched
+    assert offer_tools(asked, [fn], "{% for t in tools %}{{ t }}{% endfor %}") == (asked, [fn])
+    # one that ignores them: a system message of their own, before the conversation
+    messages, tools = offer_tools(asked, [fn], "{{ messages }}")
+    assert tools is None and messages == [{"role": "system", "content": tools_message([fn])}, *asked]
+    assert '{"name": "lookup", "description": "Find a ticket"' in messages[0]["content"]
+    # an existing system or developer message is extended, not doubled
+    told = [{"role": "developer", "content": "Be brief."}, *asked]
+    messages, _ = offer_tools(told, [fn], None)
+    assert messages == [{"role": "developer", "content": f"Be brief.\n\n{tools_message([fn])}"}, *asked]
+    # no functions: nothing changes
+    assert offer_tools(asked, [], None) == (asked, None)

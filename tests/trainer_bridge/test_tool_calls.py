@@ -16,10 +16,11 @@ import openai
 import pytest
 from openai import OpenAI
 
+from gradekit.trainer_bridge.loop.completions import tools_message
 from gradekit.trainer_bridge.loop.data import Row
 from gradekit.trainer_bridge.loop.warm_start import warm_start
 from gradekit.trainer_bridge.models.policy import TINY_MODEL, Policy
-from gradekit.trainer_bridge.service.tool_calls import call_block, tools_message
+from gradekit.trainer_bridge.service.tool_calls import call_block
 
 from .service.helpers import client, make_config, serving
 
@@ -55,8 +56,9 @@ def sdk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenAI]:
 
     root: Path = tmp_path_factory.mktemp("tool-calls")
     offer = tools_message([WEATHER])
-    # The prompt as the service renders it: tiny-local's template ignores `tools`, so they are in a system message.
-    rows = [Row([{"role": "developer", "content": f"{INSTRUCTION}\n\n{offer}"}, _messages(q)[1]], {}) for q in REPLIES]
+    # Rows with tools, as an RFT dataset has them: the loop's prompt offers them as the service's does (tiny-local's
+    # template ignores `tools`, so both put them in the system message), so what it learns is what the service asks.
+    rows = [Row(_messages(q), {}, CHAT_TOOLS) for q in REPLIES]
     texts = [INSTRUCTION, offer, *REPLIES, *REPLIES.values()]
     policy = Policy.load(TINY_MODEL, texts=texts, seed=0)
     policy.tokenizer.backend_tokenizer.decoder = decoders.Fuse()

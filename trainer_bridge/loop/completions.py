@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gradekit.graders.safety import loads_json
 
-__all__ = ["to_sample"]
+__all__ = ["CLOSE", "OPEN", "offer_tools", "template_takes_tools", "to_sample", "tools_message"]
 
 # The Hermes/Qwen convention for tool calls in generated text: <tool_call>{"name": ..., "arguments": {...}}</tool_call>
+OPEN, CLOSE = "<tool_call>", "</tool_call>"
 _TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.S)
 
 
@@ -46,3 +48,32 @@ def to_sample(text: str, index: int = 0) -> str | dict[str, Any]:
     if not calls:
         return text
     return {"output_text": rest.strip(), "output_tools": calls}
+
+
+def template_takes_tools(template: str | None) -> bool:
+    """Whether a chat template renders the `tools` it is given (it names them)."""
+    return bool(template) and "tools" in str(template)
+
+
+def tools_message(functions: Sequence[Mapping[str, Any]]) -> str:
+    """A system message offering `functions` and saying how to call them, for templates that ignore `tools`."""
+    listed = "\n".join(json.dumps(f, ensure_ascii=False) for f in functions)
+    return (
+        "You can call the functions described below (one JSON schema a line).\n"
+        f"<tools>\n{listed}\n</tools>\n"
+        f'To call one, answer with {OPEN}{{"name": "<function name>", "arguments": {{<arguments>}}}}{CLOSE}, '
+        "one block a call."
+    )
+
+
+def offer_tools(
+    messages: list[dict[str, Any]], functions: Sequence[Mapping[str, Any]], template: str | None
+) -> tuple[list[dict[str, Any]], list[Mapping[str, Any]] | None]:
+    """The messages and the chat template's `tools` that offer `functions` to a model: through the template when it
+    renders them, else in the system message (the first one, or a new one)."""
+    if not functions or template_takes_tools(template):
+        return messages, list(functions) or None
+    offer = tools_message(functions)
+    if messages and messages[0]["role"] in ("system", "developer"):
+        return [{**messages[0], "content": f"{messages[0]['content']}\n\n{offer}"}, *messages[1:]], None
+    return [{"role": "system", "content": offer}, *messages], None

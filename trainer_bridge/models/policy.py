@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..loop.completions import offer_tools
 from ..loop.data import Row
 from .catalogue import LORA_BASE, TINY_MODEL, display_name, load_model, lora_base, quiet_peft
 
@@ -93,11 +94,14 @@ class Policy:
             (Path(path) / LORA_BASE).write_text(json.dumps(self.base), encoding="utf-8")
 
     def prompt_ids(self, row: Row) -> list[int]:
-        """The token ids of a row's prompt, ending where the assistant's reply begins."""
+        """The token ids of a row's prompt, ending where the assistant's reply begins; its tools are offered through
+        the chat template, or in the system message when the template ignores them (`offer_tools`)."""
+        functions = [t.get("function", t) if isinstance(t, dict) else t for t in row.tools or []]
+        messages, tools = offer_tools(row.messages, functions, self.tokenizer.chat_template)
         kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False}
-        if row.tools:
-            kwargs["tools"] = [t.get("function", t) if isinstance(t, dict) else t for t in row.tools]
-        text = self.tokenizer.apply_chat_template(row.messages, **kwargs)
+        if tools:
+            kwargs["tools"] = tools
+        text = self.tokenizer.apply_chat_template(messages, **kwargs)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def sample(

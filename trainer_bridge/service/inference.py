@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gradekit.runtime.server import APIError
 
+from ..loop.completions import tools_message
 from ..loop.data import Row
 from ..models.policy import TINY_MODEL, Policy
 from ..models.structured import StructuredOutput, UnsupportedFormat, response_schema, structured_output, vocabulary_text
@@ -38,8 +39,6 @@ from .tool_calls import (
     chat_functions,
     response_functions,
     split_calls,
-    template_takes_tools,
-    tools_message,
 )
 
 __all__ = ["ChatRequest", "CompletionRequest", "Inference", "ResponseRequest"]
@@ -325,13 +324,6 @@ class Inference:
         `vocabulary` is more text for `tiny-local`'s vocabulary (what a `response_format` needs)."""
         offer = tools_message(functions) if functions else ""
         policy = self._policy(ref, [m["content"] for m in messages] + [offer, vocabulary])
-        if functions and not template_takes_tools(policy.tokenizer.chat_template):
-            first = messages[0] if messages and messages[0]["role"] in ("system", "developer") else None
-            if first is not None:
-                messages = [{**first, "content": f"{first['content']}\n\n{offer}"}, *messages[1:]]
-            else:
-                messages = [{"role": "system", "content": offer}, *messages]
-            return policy, self._chat_prompt(policy, messages, None)
         return policy, self._chat_prompt(policy, messages, functions or None)
 
     # --- chat completions ---------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Tools in inference: the prompt that offers them, the calls a reply makes, calls given back in a conversation.
 
 Models write calls in the Hermes/Qwen form the grader side reads, `<tool_call>{"name": ..., "arguments": {...}}
-</tool_call>` (`loop.completions.to_sample` parses them). A chat template that takes `tools` renders them itself;
-for one that does not (SmolLM2's, tiny-local's) the tools are described in a system message instead.
+</tool_call>` (`loop.completions.to_sample` parses them); how a prompt offers tools is `loop.completions.offer_tools`,
+shared with the RFT loop.
 """
 
 from __future__ import annotations
@@ -16,22 +16,16 @@ from typing import Any
 from gradekit.graders.safety import loads_json
 from gradekit.runtime.server import APIError
 
-from ..loop.completions import to_sample
+from ..loop.completions import CLOSE, OPEN, to_sample
 
 __all__ = [
-    "CLOSE",
-    "OPEN",
     "call_block",
     "call_id",
     "chat_functions",
     "open_block",
     "response_functions",
     "split_calls",
-    "template_takes_tools",
-    "tools_message",
 ]
-
-OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
 
 def call_id() -> str:
@@ -62,22 +56,6 @@ def response_functions(tools: Sequence[Any], param: str = "tools") -> list[dict[
             )
         out.append({k: tool[k] for k in ("name", "description", "parameters") if tool.get(k) is not None})
     return out
-
-
-def template_takes_tools(template: str | None) -> bool:
-    """Whether a chat template renders the `tools` it is given (it names them)."""
-    return bool(template) and "tools" in str(template)
-
-
-def tools_message(functions: Sequence[Mapping[str, Any]]) -> str:
-    """A system message offering `functions` and saying how to call them, for templates that ignore `tools`."""
-    listed = "\n".join(json.dumps(f, ensure_ascii=False) for f in functions)
-    return (
-        "You can call the functions described below (one JSON schema a line).\n"
-        f"<tools>\n{listed}\n</tools>\n"
-        f'To call one, answer with {OPEN}{{"name": "<function name>", "arguments": {{<arguments>}}}}{CLOSE}, '
-        "one block a call."
-    )
 
 
 def call_block(name: str, arguments: Any) -> str:
