@@ -63,7 +63,9 @@ MUTATE_TESTS_samples := tests/test_values_samples.py tests/lambda_handlers/test_
 MUTATE_FILE_lambda_events := lambda_handlers/events.py
 MUTATE_TESTS_lambda_events := tests/lambda_handlers/test_event_forms.py tests/lambda_handlers/test_values_events.py
 MUTATE_FILE_lambda_handler := lambda_handlers/handler.py
-MUTATE_TESTS_lambda_handler := tests/lambda_handlers/test_values_handler.py tests/lambda_handlers/test_handler.py
+MUTATE_TESTS_lambda_handler := tests/lambda_handlers/test_values_handler.py tests/lambda_handlers/test_handler.py \
+	tests/lambda_handlers/test_values_handler_options.py \
+	tests/lambda_handlers/test_hostile_events.py::test_grades_in_process_decides_per_sample_grading
 MUTATE_FILE_grpo := trainer_bridge/loop/grpo.py
 MUTATE_TESTS_grpo := tests/trainer_bridge/test_values_grpo.py
 MUTATE_FILE_metrics := trainer_bridge/loop/metrics.py
