@@ -440,3 +440,15 @@ def test_a_failed_embedding_endpoint_gives_no_reward_and_a_fuzzy_metric_scores()
     assert result.error_flags(0) == ["other_error"]
     fuzzy = TextSimilarity(name="f", input="{{ sample.output_text }}", reference="abc", evaluation_metric="fuzzy_match")
     assert run_batch(fuzzy, ["abc", "xyz"], [{}, {}]).rewards == [1.0, 0.0]
+
+
+def test_tool_call_matches_in_any_order_unless_ordered() -> None:
+    first = {"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    second = {"id": "2", "type": "function", "function": {"name": "g", "arguments": "{}"}}
+    samples = [{"output_text": "", "output_tools": [second, first]}, {"output_text": "", "output_tools": [first]}]
+    items = [{"expected_tool_calls": [first, second]}] * 2
+    result = run_batch(validate({"type": "tool_call", "name": "t"}), samples, items)
+    assert result.rewards == [1.0, 0.5]
+    assert result[1].metadata.scores == {"matched": 1, "expected": 2, "actual": 1}
+    ordered = validate({"type": "tool_call", "name": "t", "ordered": True})
+    assert run_batch(ordered, samples[:1], items[:1]).rewards == [0.0]
