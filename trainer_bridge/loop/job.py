@@ -127,7 +127,11 @@ class _Run:
     valid_seconds: list[float] = field(default_factory=list)  # each validation's (run, checkpoint, snapshot, plot)
 
     def seed_times(self) -> None:
-        """Start the step times of a resumed run from the steps its history recorded."""
+        """Start the step times of a resumed run from the steps its history recorded.
+
+        A recorded `valid_s` is the validation run alone, without its checkpoint and snapshot: the first estimates
+        after a resume can be a little early, until this run's own validations are timed.
+        """
         own = [h.get("gradekit", {}) for h in self.history]
         self.step_seconds = [g["step_s"] for g in own if "step_s" in g]
         self.valid_seconds = [g["valid_s"] for g in own if "valid_s" in g]
