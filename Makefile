@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench install clean mutate docs
+.PHONY: demo demo-smollm2 test lint bench install clean mutate docs
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+
+# The default base model (SmolLM2-135M-Instruct) learning a task: review sentiment, 8 RFT steps (docs/models.md).
+demo-smollm2: $(STAMP)
+	$(BIN)/python examples/smollm2_learn.py sentiment
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
