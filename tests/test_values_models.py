@@ -452,3 +452,7 @@ def test_tool_call_matches_in_any_order_unless_ordered() -> None:
     assert result[1].metadata.scores == {"matched": 1, "expected": 2, "actual": 1}
     ordered = validate({"type": "tool_call", "name": "t", "ordered": True})
     assert run_batch(ordered, samples[:1], items[:1]).rewards == [0.0]
+
+
+def test_a_nan_after_a_number_fails_its_sample() -> None:
+    assert _settled([0.5, math.nan]) == ([0.5, 0.0], [None, "fuzzy_match gave nan, not in [0, 1]"])
