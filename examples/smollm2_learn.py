@@ -2,16 +2,18 @@
 
     python examples/smollm2_learn.py sentiment   # review -> positive / negative (two labels)
     python examples/smollm2_learn.py city        # sentence -> the city it names (a short answer, many values)
+    python examples/smollm2_learn.py category    # "which of these is a fruit: chair, mango, cloud?" -> mango
     python examples/smollm2_learn.py routing     # support ticket -> one of four teams
 
 Each task is a folder of this directory (a data generator, train.jsonl, valid.jsonl, the grader JSON). The run:
 
-1. the best constant answer: every distinct reference answer of the validation set, and all of them in one
-   answer, graded on every validation row with the task's grader; the best mean is the score a model gets
-   without reading the prompt, which a learned task must beat;
-2. a format-only warm start (as `make demo` does for its tiny model): a few supervised steps on the training
-   prompts with an allowed answer picked at random as the target, never the right one on purpose, so the model
-   answers in the format and RFT has a signal;
+1. the best constant answer: every distinct reference answer of the validation set, every other allowed answer
+   the items list, and all reference answers in one answer, graded on every validation row with the task's
+   grader; the best mean is the score a model gets without reading the prompt, which a learned task must beat;
+2. for `category` and `routing`, a format-only warm start (as `make demo` does for its tiny model): a few
+   supervised steps on the training prompts with an allowed answer picked at random as the target, never the
+   right one on purpose, so the model answers in the format and RFT has a signal (`sentiment` and `city` start
+   from the base model: a warm start with random answers can erase what the task needs, docs/models.md);
 3. `RFTJob` with the task's hyperparameters and loop options (the rest "auto"), validation on every validation
    row (one sample at the sampling temperature) every few steps.
 
