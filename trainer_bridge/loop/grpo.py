@@ -77,7 +77,7 @@ def policy_loss(
         delta = ref_logp - logp
         kl = torch.exp(delta) - delta - 1.0
         per_token = per_token + beta * kl
-        kl_mean = float((kl * mask).sum() / tokens)
+        kl_mean = float((kl.detach() * mask).sum() / tokens)  # a statistic: no graph, no warning
     loss = (per_token * mask).sum() / tokens
     clip_fraction = float((((ratio - 1.0).abs() > clip_epsilon).float() * mask).sum() / tokens)
     return loss, {"clip_fraction": clip_fraction, "kl": kl_mean}
