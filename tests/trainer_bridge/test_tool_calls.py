@@ -174,3 +174,18 @@ def test_tools_that_are_not_functions_are_refused(sdk: OpenAI) -> None:
     with pytest.raises(openai.BadRequestError, match="function tool with a name") as e:
         sdk.chat.completions.create(model="caller", messages=_messages(PARIS), tools=tools)
     assert e.value.body["param"] == "tools[0]"  # type: ignore[index]
+
+
+def test_a_model_without_a_chat_template_gets_role_lines_and_the_tools_in_its_system_message() -> None:
+    offer = tools_message([WEATHER])
+    policy = Policy.load(TINY_MODEL, texts=[INSTRUCTION, offer, PARIS, "system user assistant"], seed=0)
+    policy.tokenizer.chat_template = None  # e.g. a base model folder
+    ids = policy.prompt_ids(Row(_messages(PARIS), {}, CHAT_TOOLS))
+    expected = f"developer: {INSTRUCTION}\n\n{offer}\nuser: {PARIS}\nassistant:"
+    assert ids == policy.tokenizer(expected, add_special_tokens=False)["input_ids"]
+    assert (
+        policy.prompt_ids(Row(_messages(PARIS), {}))
+        == policy.tokenizer(f"developer: {INSTRUCTION}\nuser: {PARIS}\nassistant:", add_special_tokens=False)[
+            "input_ids"
+        ]
+    )

@@ -95,13 +95,16 @@ class Policy:
 
     def prompt_ids(self, row: Row) -> list[int]:
         """The token ids of a row's prompt, ending where the assistant's reply begins; its tools are offered through
-        the chat template, or in the system message when the template ignores them (`offer_tools`)."""
+        the chat template, or in the system message when the template ignores them or there is none (`offer_tools`)."""
         functions = [t.get("function", t) if isinstance(t, dict) else t for t in row.tools or []]
         messages, tools = offer_tools(row.messages, functions, self.tokenizer.chat_template)
-        kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False}
-        if tools:
-            kwargs["tools"] = tools
-        text = self.tokenizer.apply_chat_template(messages, **kwargs)
+        if not self.tokenizer.chat_template:  # a model folder without one: "role: text" lines
+            text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+        else:
+            kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False}
+            if tools:
+                kwargs["tools"] = tools
+            text = self.tokenizer.apply_chat_template(messages, **kwargs)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def sample(

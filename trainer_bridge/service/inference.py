@@ -310,12 +310,6 @@ class Inference:
             finally:
                 worker.join()  # after a client went away, the next request still waits for this generation
 
-    def _chat_prompt(self, policy: Policy, messages: list[dict[str, Any]], tools: list[Any] | None) -> list[int]:
-        if policy.tokenizer.chat_template:
-            return policy.prompt_ids(Row(messages, {}, tools))
-        text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
-        return list(policy.tokenizer(text, add_special_tokens=False)["input_ids"])
-
     def _prompt(
         self, ref: ModelRef, messages: list[dict[str, Any]], functions: list[dict[str, Any]], vocabulary: str = ""
     ) -> tuple[Policy, list[int]]:
@@ -324,7 +318,7 @@ class Inference:
         `vocabulary` is more text for `tiny-local`'s vocabulary (what a `response_format` needs)."""
         offer = tools_message(functions) if functions else ""
         policy = self._policy(ref, [m["content"] for m in messages] + [offer, vocabulary])
-        return policy, self._chat_prompt(policy, messages, functions or None)
+        return policy, policy.prompt_ids(Row(messages, {}, functions or None))
 
     # --- chat completions ---------------------------------------------------------------------------------
 
