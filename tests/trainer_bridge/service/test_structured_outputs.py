@@ -53,7 +53,9 @@ GUIDE_MULTI = {
                     "content": "Reference: {{ item.explanation }}\nAnswer: {{ sample.output_json.explanation }}",
                 },
             ],
-            "sampling_params": {"max_completions_tokens": 96},
+            # seeded: the same verdicts every run (unseeded, a random-weight judge may write a number that overflows a
+            # double, e.g. 9.1e11060990, which the constraint allows and the client rightly calls a parse error)
+            "sampling_params": {"max_completions_tokens": 96, "seed": 7},
         },
     },
     "calculate_output": "0.5 * compliant + 0.5 * explanation",
