@@ -8,12 +8,19 @@ steers to the end: only the allowed tokens that leave the fewest strings, bracke
 after which the shortest way to a complete document still fits. A schema that needs more tokens than the budget
 ends with `finish_reason` "length", as OpenAI's replies do.
 
+Numbers are held to what a double holds: JSON's grammar lets a number's digits and exponent run on (a random-weight
+model once wrote `9.1256256499e11060990`, infinite for `json.loads`), and llguidance's JSON schema compiler writes
+that number lexeme itself, with no option to change it (bounds take no exponent and stop near 1e15). So beside the
+schema's matcher runs a second one, over a Lark grammar of JSON's lexemes whose number is `NUMBER`, and a token is
+allowed only when both allow it.
+
 llguidance reads byte-level BPE and SentencePiece tokenizers (every pretrained model here); a word-level
 tokenizer (`tiny-local`) is read as the text of each token, its reply the tokens joined without spaces.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import string
 import weakref
@@ -29,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FINISH_RESERVE",
+    "NUMBER",
     "StructuredOutput",
     "UnsupportedFormat",
     "response_schema",
@@ -47,6 +55,51 @@ _SLACK: Final = 8
 _CHECKED: Final = 8
 #: Compact JSON: a sampler cannot spend the budget on whitespace.
 _JSON_OPTIONS: Final = {"whitespace_flexible": False}
+#: The most digits before a number's point (2**53, the last integer a double counts exactly, has 16).
+_INTEGER_DIGITS: Final = 16
+#: A number stays below 10**_DECIMAL_EXPONENT (a double's largest is 1.8e308): its integer digits plus its exponent.
+_DECIMAL_EXPONENT: Final = 308
+
+
+def _up_to(largest: int) -> str:
+    """A regex of the decimal integers from 0 to `largest`, written without leading zeros."""
+    top = str(largest)
+    parts = ["[0-9]"] + [f"[1-9][0-9]{{{k - 1}}}" for k in range(2, len(top))]
+    if len(top) > 1:
+        for i, digit in enumerate(top):
+            low, rest = (1 if i == 0 else 0), len(top) - i - 1
+            if int(digit) > low:
+                below = str(low) if int(digit) - 1 == low else f"[{low}-{int(digit) - 1}]"
+                parts.append(top[:i] + below + (f"[0-9]{{{rest}}}" if rest else ""))
+        parts.append(top)
+    else:
+        parts = [f"[0-{top}]"]
+    return "(" + "|".join(parts) + ")"
+
+
+def _number_pattern() -> str:
+    fraction, negative = r"(\.[0-9]+)?", r"[eE]-(0|[1-9][0-9]{0,2})"
+    forms = [rf"0{fraction}([eE]\+?{_up_to(_DECIMAL_EXPONENT)}|{negative})?"]
+    for digits in range(1, _INTEGER_DIGITS + 1):
+        integer = "[1-9]" + (f"[0-9]{{{digits - 1}}}" if digits > 1 else "")
+        forms.append(rf"{integer}{fraction}([eE]\+?{_up_to(_DECIMAL_EXPONENT - digits)}|{negative})?")
+    return "-?(" + "|".join(forms) + ")"
+
+
+#: The JSON numbers a reply may write (a regex): at most 16 digits before the point and an exponent that keeps the
+#: value below 1e308, so `json.loads` gives a finite float (0.73, -1, 1e5, 1e300; not 1e400 or a 17-digit integer).
+#: A negative exponent may only round to 0; exponents have no leading zeros.
+NUMBER: Final = _number_pattern()
+
+# JSON's lexemes, numbers held to NUMBER: two values always have a bracket, comma or colon between them, so a number
+# cannot run on as a second one. Strings are taken whole (their digits are text).
+_LEXEMES: Final = f"""start: GAP? (atom GAP)* atom?
+atom: NUMBER | STRING | WORD
+NUMBER: /{NUMBER}/
+STRING: /"(\\\\(?s:.)|[^"\\\\])*"/
+WORD: /[a-zA-Z]+/
+GAP: /[^"\\-+.0-9a-zA-Z]+/
+"""
 
 
 class UnsupportedFormat(ValueError):
@@ -181,18 +234,20 @@ def _vocabulary(tokenizer: PreTrainedTokenizerBase) -> _Vocabulary:
 
 
 class StructuredOutput:
-    """A JSON schema compiled for one tokenizer: logits processors for generations, and their replies' text."""
+    """A JSON schema compiled for one tokenizer: logits processors for generations, and their replies' text.
 
-    def __init__(self, vocabulary: _Vocabulary, grammar: str, eos: int) -> None:
+    With `numbers` the reply's numbers are held to `NUMBER` (a grammar of JSON, not of free text, gets it).
+    """
+
+    def __init__(self, vocabulary: _Vocabulary, grammar: str, eos: int, *, numbers: bool = False) -> None:
         self._vocabulary = vocabulary
         self._grammar = grammar
+        self._numbers = numbers
         self.eos = eos
 
     def processor(self, rows: int, prompt_len: int, max_new_tokens: int) -> _SchemaMask:
         """A logits processor for one `generate` call: `rows` sequences whose prompts end at `prompt_len`."""
-        import llguidance
-
-        matchers = [llguidance.LLMatcher(self._vocabulary.tokenizer, self._grammar) for _ in range(rows)]
+        matchers = [self._matcher() for _ in range(rows)]
         reserve = min(max_new_tokens - 1, max(_MIN_RESERVE, int(max_new_tokens * FINISH_RESERVE)))
         return _SchemaMask(
             matchers,
@@ -203,10 +258,97 @@ class StructuredOutput:
             max_new_tokens=max_new_tokens,
         )
 
+    def accepts(self, text: str) -> bool:
+        """Whether `text`, split by the tokenizer, is a whole reply the constraint lets a model write."""
+        matcher = self._matcher(log_level=0)
+        return matcher.consume_tokens(self._vocabulary.tokenizer.tokenize_str(text)) and matcher.is_accepting()
+
     def decode(self, ids: list[int]) -> str:
         """The reply's text: its tokens as the schema's matcher read them (special tokens left out)."""
         ll = self._vocabulary.tokenizer
         return ll.decode_str([t for t in ids if not ll.is_special_token(t)]).strip()
+
+    def _matcher(self, log_level: int = 1) -> _Matchers:
+        import llguidance
+
+        ll = self._vocabulary.tokenizer
+        numbers = llguidance.LLMatcher(ll, _lexemes(), log_level=log_level) if self._numbers else None
+        return _Matchers(llguidance.LLMatcher(ll, self._grammar, log_level=log_level), numbers)
+
+
+class _Matchers:
+    """The schema's matcher and, beside it, the one holding numbers to `NUMBER`: a token must pass both."""
+
+    def __init__(self, schema: LLMatcher, numbers: LLMatcher | None) -> None:
+        self.schema = schema
+        self.numbers = numbers
+        self._all = [schema] if numbers is None else [schema, numbers]
+
+    def consume_token(self, token: int) -> bool:
+        """Advance both by `token`; False if either rejects it."""
+        return all([m.consume_token(token) for m in self._all])
+
+    def consume_tokens(self, tokens: list[int]) -> bool:
+        """Advance both by `tokens`; False if either rejects one."""
+        return all([m.consume_tokens(tokens) for m in self._all])
+
+    def compute_bitmask(self) -> bytes:
+        """The tokens both allow next, one bit each (llguidance's layout)."""
+        import numpy as np
+
+        masks = [np.frombuffer(m.compute_bitmask(), dtype=np.uint8) for m in self._all]
+        return masks[0].tobytes() if len(masks) == 1 else (masks[0] & masks[1]).tobytes()
+
+    def is_error(self) -> bool:
+        """Whether either has failed."""
+        return any(m.is_error() for m in self._all)
+
+    def is_accepting(self) -> bool:
+        """Whether the text so far is complete for both."""
+        return all(m.is_accepting() for m in self._all)
+
+    def deep_copy(self) -> _Matchers:
+        """An independent copy of both."""
+        return _Matchers(self.schema.deep_copy(), None if self.numbers is None else self.numbers.deep_copy())
+
+
+@functools.cache
+def _lexemes() -> str:
+    from llguidance import LLMatcher
+
+    return LLMatcher.grammar_from_lark(_LEXEMES)
+
+
+def _numbers_fit(schema: Any) -> bool:
+    """Whether the schema's numbers can all be written within `NUMBER`: those it names (in a `const` or `enum` value)
+    are below 1e16, and no bound asks for more (a `minimum` of 1e17 would leave nothing to write).
+
+    llguidance writes a named number as a double in plain decimals (1e20 as 21 digits).
+    """
+    if isinstance(schema, Mapping):
+        limit = 10**_INTEGER_DIGITS
+        literals = [schema.get("const"), *(schema.get("enum") or [])]
+        if not all(abs(n) < limit and abs(float(n)) < limit for n in _numbers_in(literals)):
+            return False
+        lower = _numbers_in([schema.get("minimum"), schema.get("exclusiveMinimum")])
+        upper = _numbers_in([schema.get("maximum"), schema.get("exclusiveMaximum")])
+        if any(n >= limit for n in lower) or any(n <= -limit for n in upper):
+            return False
+        return all(_numbers_fit(v) for k, v in schema.items() if k not in ("const", "enum"))
+    if isinstance(schema, list):
+        return all(_numbers_fit(v) for v in schema)
+    return True
+
+
+def _numbers_in(value: Any) -> list[int | float]:
+    """The numbers in a JSON value."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int | float):
+        return [value]
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    return [n for v in value for n in _numbers_in(v)] if isinstance(value, list) else []
 
 
 class _SchemaMask:
@@ -214,7 +356,7 @@ class _SchemaMask:
 
     def __init__(
         self,
-        matchers: list[LLMatcher],
+        matchers: list[_Matchers],
         vocabulary: _Vocabulary,
         eos: int,
         prompt_len: int,
@@ -258,7 +400,7 @@ class _SchemaMask:
             scores[i] = scores[i].masked_fill(~keep, float("-inf"))
         return scores
 
-    def _allowed(self, matcher: LLMatcher, n: int) -> np.ndarray:
+    def _allowed(self, matcher: _Matchers, n: int) -> np.ndarray:
         import numpy as np
 
         return np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")[:n]
@@ -283,7 +425,7 @@ class _SchemaMask:
         )
         return np.where(allowed.astype(bool), left, np.iinfo(np.int64).max)
 
-    def _shortest(self, matcher: LLMatcher, state: int, depth: int, limit: int) -> tuple[int, int] | None:
+    def _shortest(self, matcher: _Matchers, state: int, depth: int, limit: int) -> tuple[int, int] | None:
         """A short way to a complete document (the least left open, then the longest token): its first token and
         its length with the end-of-text, if that fits in `limit` tokens."""
         import numpy as np
@@ -305,7 +447,7 @@ class _SchemaMask:
         return None
 
     def _finishing(
-        self, matcher: LLMatcher, allowed: np.ndarray, state: int, depth: int, *, left: int, scores: Tensor
+        self, matcher: _Matchers, allowed: np.ndarray, state: int, depth: int, *, left: int, scores: Tensor
     ) -> np.ndarray:
         """The tokens that steer to the end, with `left` tokens left in the budget (this one included).
 
@@ -348,7 +490,8 @@ def structured_output(tokenizer: PreTrainedTokenizerBase, schema: Mapping[str, A
     is_error, messages = LLMatcher.validate_grammar_with_warnings(grammar, vocabulary.tokenizer)
     if is_error:
         raise UnsupportedFormat(_one_line(messages[0] if messages else "the schema cannot be compiled"))
-    return StructuredOutput(vocabulary, grammar, int(tokenizer.eos_token_id))
+    # A number the schema itself names beyond NUMBER (a 20-digit `const`) is kept writable: no hold on numbers then.
+    return StructuredOutput(vocabulary, grammar, int(tokenizer.eos_token_id), numbers=_numbers_fit(schema))
 
 
 def _one_line(message: str) -> str:
