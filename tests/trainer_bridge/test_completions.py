@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from gradekit.graders import run_batch
-from gradekit.trainer_bridge.loop.completions import offer_tools, to_sample, tools_message
+from gradekit.trainer_bridge.loop.completions import as_system, offer_tools, to_sample, tools_message
 
 GRADER = {"type": "tool_call", "name": "weather_call"}  # expects the item's `expected_tool_calls`
 ITEM = {"expected_tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}
@@ -60,3 +60,13 @@ def test_offer_tools_uses_the_template_when_it_renders_tools_else_the_system_mes
     assert messages == [{"role": "developer", "content": f"Be brief.\n\n{tools_message([fn])}"}, *asked]
     # no functions: nothing changes
     assert offer_tools(asked, [], None) == (asked, None)
+
+
+def test_as_system_writes_developer_as_system_only_for_a_template_without_that_role() -> None:
+    asked = [{"role": "developer", "content": "Route it."}, {"role": "user", "content": "I cannot log in."}]
+    # SmolLM2's template renders any role after its own default system prompt: developer becomes system.
+    generic = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>{% endfor %}"
+    assert as_system(asked, generic) == [{"role": "system", "content": "Route it."}, asked[1]]
+    assert as_system(asked, "{% if m['role'] == 'developer' %}{% endif %}") == asked
+    assert as_system(asked, None) == asked  # role lines keep the role as written
+    assert asked[0]["role"] == "developer"  # the caller's messages are not changed

@@ -9,7 +9,7 @@ from typing import Any
 
 from gradekit.graders.safety import loads_json
 
-__all__ = ["CLOSE", "OPEN", "offer_tools", "template_takes_tools", "to_sample", "tools_message"]
+__all__ = ["CLOSE", "OPEN", "as_system", "offer_tools", "template_takes_tools", "to_sample", "tools_message"]
 
 # The Hermes/Qwen convention for tool calls in generated text: <tool_call>{"name": ..., "arguments": {...}}</tool_call>
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
@@ -48,6 +48,17 @@ def to_sample(text: str, index: int = 0) -> str | dict[str, Any]:
     if not calls:
         return text
     return {"output_text": rest.strip(), "output_tools": calls}
+
+
+def as_system(messages: list[dict[str, Any]], template: str | None) -> list[dict[str, Any]]:
+    """The messages with OpenAI's `developer` role written as `system` when the chat template has no developer role.
+
+    OpenAI's developer messages take the place of system messages; a template that only knows `system` would
+    otherwise render an unknown turn after its own default system prompt.
+    """
+    if not template or "developer" in template:
+        return messages
+    return [{**m, "role": "system"} if m.get("role") == "developer" else m for m in messages]
 
 
 def template_takes_tools(template: str | None) -> bool:

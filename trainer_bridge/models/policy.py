@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..loop.completions import offer_tools
+from ..loop.completions import as_system, offer_tools
 from ..loop.data import Row
 from .catalogue import LORA_BASE, TINY_MODEL, display_name, load_model, lora_base, quiet_peft
 
@@ -95,10 +95,12 @@ class Policy:
 
     def prompt_ids(self, row: Row) -> list[int]:
         """The token ids of a row's prompt, ending where the assistant's reply begins; its tools are offered through
-        the chat template, or in the system message when the template ignores them or there is none (`offer_tools`)."""
+        the chat template, or in the system message when the template ignores them or there is none (`offer_tools`);
+        developer messages are system ones for a template without that role (`as_system`)."""
         functions = [t.get("function", t) if isinstance(t, dict) else t for t in row.tools or []]
-        messages, tools = offer_tools(row.messages, functions, self.tokenizer.chat_template)
-        if not self.tokenizer.chat_template:  # a model folder without one: "role: text" lines
+        template = self.tokenizer.chat_template
+        messages, tools = offer_tools(as_system(row.messages, template), functions, template)
+        if not template:  # a model folder without one: "role: text" lines
             text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
         else:
             kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False}
