@@ -8,16 +8,20 @@ answers Server-Sent Events while it generates (`streaming`): `chat.completion.ch
 chunks then `data: [DONE]`, or the Responses events from `response.created` to `response.completed`.
 A request with function `tools` offers them to the model (`tool_calls`) and returns the `<tool_call>` blocks
 the model writes as `tool_calls` (chat) or `function_call` output items (responses).
+
+A chat `response_format` or a Responses `text.format` (JSON schema or JSON object) is enforced by constrained
+decoding (`models.structured`): the reply follows the schema.
 """
 
 from __future__ import annotations
 
 import itertools
+import queue
 import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +34,13 @@ from gradekit.runtime.server import APIError
 from ..loop.completions import tools_message
 from ..loop.data import Row
 from ..models.policy import TINY_MODEL, Policy
-from ..models.structured import StructuredOutput, UnsupportedFormat, response_schema, structured_output, vocabulary_text
+from ..models.structured import (
+    StructuredOutput,
+    UnsupportedFormat,
+    response_schema,
+    structured_output,
+    vocabulary_text,
+)
 from .config import ServiceConfig
 from .models import ModelRef, Models
 from .streaming import Delta, Reply, cut_at_stop, sse
@@ -88,6 +98,7 @@ class ResponseRequest(_Sampling):
     max_output_tokens: int | None = Field(None, ge=1)
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    text: dict[str, Any] | None = None  # its `format` (text, json_object, json_schema) is enforced as chat's is
 
 
 @dataclass(frozen=True)
@@ -174,6 +185,42 @@ def _functions(tools: list[dict[str, Any]] | None, tool_choice: Any, *, response
     return response_functions(tools) if responses else chat_functions(tools)
 
 
+class _Pieces:
+    """A streamer for `generate`: the reply's text as it grows, decoded as the whole reply is (`decode`).
+
+    Each new token re-decodes the reply, and only an extension of what was sent is sent (an incomplete character
+    waits for its next byte), so the pieces join to the decoded whole.
+    """
+
+    def __init__(self, decode: Callable[[list[int]], str]) -> None:
+        self._decode = decode
+        self._ids: list[int] = []
+        self._sent = ""
+        self._prompt = True
+        self._queue: queue.Queue[str | None] = queue.Queue()
+
+    def put(self, value: Any) -> None:
+        """Take the prompt (skipped), then each new token."""
+        if self._prompt:
+            self._prompt = False
+            return
+        self._ids.extend(int(t) for t in value.reshape(-1).tolist())
+        self._send(self._decode(self._ids), final=False)
+
+    def end(self) -> None:
+        """Generation is over: send the rest."""
+        self._send(self._decode(self._ids), final=True)
+        self._queue.put(None)
+
+    def _send(self, text: str, *, final: bool) -> None:
+        if (final or not text.endswith("\ufffd")) and text.startswith(self._sent) and len(text) > len(self._sent):
+            self._queue.put(text[len(self._sent) :])
+            self._sent = text
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._queue.get, None)
+
+
 class Inference:
     """Answers inference requests with the models `models` resolves."""
 
@@ -243,6 +290,7 @@ class Inference:
         n: int,
         max_tokens: int | None,
         default: int,
+        structured: StructuredOutput | None = None,
         streamer: Any = None,
     ) -> list[_Generated]:
         import torch
@@ -262,7 +310,7 @@ class Inference:
                 temperature=temperature,
                 top_p=body.top_p or 1.0,
                 streamer=streamer,
-                structured=_structured(policy, body),
+                structured=structured,
             )
         results = []
         for text, row, mask in zip(
@@ -274,22 +322,39 @@ class Inference:
         return results
 
     def _streamed(
-        self, policy: Policy, prompt: list[int], body: _Sampling, live: _Live, *, max_tokens: int | None, default: int
+        self,
+        policy: Policy,
+        prompt: list[int],
+        body: _Sampling,
+        live: _Live,
+        *,
+        max_tokens: int | None,
+        default: int,
+        structured: StructuredOutput | None = None,
     ) -> Iterator[Delta]:
         """The reply's deltas while one generation runs in a thread; then `live.generated` holds its result.
 
-        The same generation as `_generate` (same seed, same tokens): a streamer only watches its tokens.
+        The same generation as `_generate` (same seed, same tokens): a streamer only watches its tokens, and
+        decodes them as the whole reply is decoded (a structured reply as its constraint read them).
         """
-        from transformers import TextIteratorStreamer
-
         with self._lock:
-            streamer = TextIteratorStreamer(policy.tokenizer, skip_prompt=True, skip_special_tokens=True)
+            tok = policy.tokenizer
+            streamer = _Pieces(
+                structured.decode if structured else lambda ids: tok.decode(ids, skip_special_tokens=True).strip()
+            )
             outcome: dict[str, Any] = {}
 
             def generate() -> None:
                 try:
                     (outcome["generated"],) = self._generate(
-                        policy, prompt, body, n=1, max_tokens=max_tokens, default=default, streamer=streamer
+                        policy,
+                        prompt,
+                        body,
+                        n=1,
+                        max_tokens=max_tokens,
+                        default=default,
+                        structured=structured,
+                        streamer=streamer,
                     )
                 except BaseException as e:  # the stream ends early: its HTTP status is already sent
                     outcome["error"] = e
@@ -320,25 +385,42 @@ class Inference:
         policy = self._policy(ref, [m["content"] for m in messages] + [offer, vocabulary])
         return policy, policy.prompt_ids(Row(messages, {}, functions or None))
 
+    def _prepare(
+        self, ref: ModelRef, messages: list[dict[str, Any]], body: ChatRequest | ResponseRequest
+    ) -> tuple[Policy, list[int], list[dict[str, Any]], StructuredOutput | None]:
+        """The model, the prompt, the functions offered and the constraint on the reply, for chat and Responses.
+
+        A JSON format constrains the reply to its schema; it fails here (400) if the decoder cannot enforce it.
+        """
+        functions = _functions(body.tools, body.tool_choice, responses=isinstance(body, ResponseRequest))
+        schema, param = _format(body)
+        policy, prompt = self._prompt(ref, messages, functions, vocabulary_text(schema) if schema else "")
+        try:
+            return policy, prompt, functions, structured_output(policy.tokenizer, schema) if schema else None
+        except UnsupportedFormat as e:
+            raise APIError(400, f"Invalid value for '{param}': {e}.", param=param) from None
+
     # --- chat completions ---------------------------------------------------------------------------------
 
     def chat(self, body: ChatRequest) -> dict[str, Any] | StreamingResponse:
         """A `chat.completion` object, or with `stream` its chunks as Server-Sent Events."""
         ref = self._ref(body.model)
         messages = _messages(body.messages, "messages")
-        functions = _functions(body.tools, body.tool_choice, responses=False)
         n = body.n or 1
         if body.stream and n > 1:
             raise APIError(400, "Invalid value for 'n': streaming answers one choice; send n=1.", param="n")
         max_tokens = body.max_completion_tokens or body.max_tokens
-        schema = _schema(body.response_format)
         with self._lock:
-            policy, prompt = self._prompt(ref, messages, functions, vocabulary_text(schema) if schema else "")
-            _structured(policy, body)  # a schema the decoder cannot enforce fails here, before a stream starts
+            policy, prompt, functions, structured = self._prepare(ref, messages, body)
             if body.stream:
                 self._budget(policy, prompt, max_tokens, 256)  # a bad request fails before the stream starts
-                return sse(self._chat_chunks(policy, prompt, body, max_tokens, tools=bool(functions)))
-            generated = self._generate(policy, prompt, body, n=n, max_tokens=max_tokens, default=256)
+                chunks = self._chat_chunks(
+                    policy, prompt, body, max_tokens, tools=bool(functions), structured=structured
+                )
+                return sse(chunks)
+            generated = self._generate(
+                policy, prompt, body, n=n, max_tokens=max_tokens, default=256, structured=structured
+            )
         choices = []
         for i, g in enumerate(generated):
             text, stopped = cut_at_stop(g.text, body.stop)
@@ -360,7 +442,14 @@ class Inference:
         }
 
     def _chat_chunks(
-        self, policy: Policy, prompt: list[int], body: ChatRequest, max_tokens: int | None, *, tools: bool
+        self,
+        policy: Policy,
+        prompt: list[int],
+        body: ChatRequest,
+        max_tokens: int | None,
+        *,
+        tools: bool,
+        structured: StructuredOutput | None,
     ) -> Iterator[dict[str, Any]]:
         """`chat.completion.chunk` objects: the role, text and tool calls as generated, the finish reason, usage."""
         base = {
@@ -376,7 +465,8 @@ class Inference:
 
         live = _Live(Reply(body.stop, tools=tools))
         yield chunk({"role": "assistant", "content": "", "refusal": None})
-        for delta in self._streamed(policy, prompt, body, live, max_tokens=max_tokens, default=256):
+        deltas = self._streamed(policy, prompt, body, live, max_tokens=max_tokens, default=256, structured=structured)
+        for delta in deltas:
             if delta.text:
                 yield chunk({"content": delta.text})
             if delta.calls:
@@ -463,13 +553,15 @@ class Inference:
             messages = _messages(body.input, "input")
         if body.instructions:
             messages = [{"role": "developer", "content": body.instructions}, *messages]
-        functions = _functions(body.tools, body.tool_choice, responses=True)
         with self._lock:
-            policy, prompt = self._prompt(ref, messages, functions)
+            policy, prompt, functions, structured = self._prepare(ref, messages, body)
             if body.stream:
                 self._budget(policy, prompt, body.max_output_tokens, 256)  # fails before the stream starts
-                return sse(self._response_events(policy, prompt, body, tools=bool(functions)), named=True)
-            (g,) = self._generate(policy, prompt, body, n=1, max_tokens=body.max_output_tokens, default=256)
+                events = self._response_events(policy, prompt, body, tools=bool(functions), structured=structured)
+                return sse(events, named=True)
+            (g,) = self._generate(
+                policy, prompt, body, n=1, max_tokens=body.max_output_tokens, default=256, structured=structured
+            )
         content, calls = split_calls(g.text) if functions else (g.text, [])
         complete = bool(calls) or g.finish_reason == "stop"
         status = "completed" if complete else "incomplete"
@@ -478,7 +570,13 @@ class Inference:
         return _response(body, f"resp_{secrets.token_hex(16)}", time.time(), status, output, (len(prompt), g.tokens))
 
     def _response_events(
-        self, policy: Policy, prompt: list[int], body: ResponseRequest, *, tools: bool
+        self,
+        policy: Policy,
+        prompt: list[int],
+        body: ResponseRequest,
+        *,
+        tools: bool,
+        structured: StructuredOutput | None,
     ) -> Iterator[dict[str, Any]]:
         """Responses streaming events, each with its `sequence_number`, from `response.created` to the end.
 
@@ -508,7 +606,10 @@ class Inference:
         live = _Live(Reply(tools=tools))
         if not tools:
             yield from open_message()
-        for delta in self._streamed(policy, prompt, body, live, max_tokens=body.max_output_tokens, default=256):
+        deltas = self._streamed(
+            policy, prompt, body, live, max_tokens=body.max_output_tokens, default=256, structured=structured
+        )
+        for delta in deltas:
             if delta.text:
                 if not message:
                     yield from open_message()
@@ -605,6 +706,7 @@ def _response(
         "parallel_tool_calls": True,
         "temperature": body.temperature,
         "top_p": body.top_p,
+        "text": {"format": (body.text or {}).get("format") or {"type": "text"}},
         "tool_choice": body.tool_choice or "auto",
         "tools": list(body.tools or []),
         "metadata": {},
@@ -612,23 +714,24 @@ def _response(
     }
 
 
-def _schema(response_format: Any) -> dict[str, Any] | None:
-    """The JSON schema of a chat request's `response_format` (None: plain text); 400 naming it if malformed."""
-    try:
-        return response_schema(response_format)
-    except UnsupportedFormat as e:
-        raise APIError(400, f"Invalid value for 'response_format': {e}.", param="response_format") from None
+def _format(body: ChatRequest | ResponseRequest) -> tuple[dict[str, Any] | None, str]:
+    """The JSON schema a request's format asks for (None: plain text) and the parameter naming it; 400 if malformed.
 
-
-def _structured(policy: Policy, body: _Sampling) -> StructuredOutput | None:
-    """The request's `response_format` compiled for the model (None: plain text); 400 if it cannot be enforced."""
-    schema = _schema(body.response_format) if isinstance(body, ChatRequest) else None
-    if schema is None:
-        return None
+    Chat's `response_format` (`{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}`) and
+    Responses' `text.format` (the same fields beside `type`) are read alike.
+    """
+    if isinstance(body, ChatRequest):
+        response_format, param = body.response_format, "response_format"
+    else:
+        text, param = body.text or {}, "text.format"
+        response_format = text.get("format")
+        if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
+            spec = {k: v for k, v in response_format.items() if k != "type"}
+            response_format = {"type": "json_schema", "json_schema": spec}
     try:
-        return structured_output(policy.tokenizer, schema)
+        return response_schema(response_format), param
     except UnsupportedFormat as e:
-        raise APIError(400, f"Invalid value for 'response_format': {e}.", param="response_format") from None
+        raise APIError(400, f"Invalid value for '{param}': {e}.", param=param) from None
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
