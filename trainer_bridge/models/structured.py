@@ -39,6 +39,7 @@ __all__ = [
     "NUMBER",
     "StructuredOutput",
     "UnsupportedFormat",
+    "grammar_output",
     "response_schema",
     "structured_output",
     "vocabulary_text",
@@ -492,6 +493,29 @@ def structured_output(tokenizer: PreTrainedTokenizerBase, schema: Mapping[str, A
         raise UnsupportedFormat(_one_line(messages[0] if messages else "the schema cannot be compiled"))
     # A number the schema itself names beyond NUMBER (a 20-digit `const`) is kept writable: no hold on numbers then.
     return StructuredOutput(vocabulary, grammar, int(tokenizer.eos_token_id), numbers=_numbers_fit(schema))
+
+
+def grammar_output(
+    tokenizer: PreTrainedTokenizerBase, lark: str, *, schemas: list[Mapping[str, Any]] | None = None
+) -> StructuredOutput:
+    """A Lark grammar in llguidance's dialect (`%json {...}` for a JSON schema's part) compiled for `tokenizer`.
+
+    Given `schemas`, the JSON schemas of its `%json` parts (its other text writing no number outside a string),
+    the reply's numbers are held to `NUMBER` as `structured_output` holds them. `UnsupportedFormat` (one line)
+    when llguidance cannot enforce it.
+    """
+    from llguidance import LLMatcher
+
+    vocabulary = _vocabulary(tokenizer)
+    try:
+        grammar = LLMatcher.grammar_from_lark(lark)
+    except ValueError as e:
+        raise UnsupportedFormat(_one_line(str(e))) from None
+    is_error, messages = LLMatcher.validate_grammar_with_warnings(grammar, vocabulary.tokenizer)
+    if is_error:
+        raise UnsupportedFormat(_one_line(messages[0] if messages else "the grammar cannot be compiled"))
+    numbers = schemas is not None and all(_numbers_fit(schema) for schema in schemas)
+    return StructuredOutput(vocabulary, grammar, int(tokenizer.eos_token_id), numbers=numbers)
 
 
 def _one_line(message: str) -> str:

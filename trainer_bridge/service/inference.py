@@ -9,8 +9,9 @@ chunks then `data: [DONE]`, or the Responses events from `response.created` to `
 A request with function `tools` offers them to the model (`tool_calls`) and returns the `<tool_call>` blocks
 the model writes as `tool_calls` (chat) or `function_call` output items (responses).
 
-A chat `response_format` or a Responses `text.format` (JSON schema or JSON object) is enforced by constrained
-decoding (`models.structured`): the reply follows the schema.
+A chat `response_format` or a Responses `text.format` (JSON schema or JSON object) and a `tool_choice` that asks
+for a call are enforced by constrained decoding (`models.structured`): the reply follows the schema, or is call
+blocks of the chosen functions with arguments following their `parameters`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ..models.policy import TINY_MODEL, Policy
 from ..models.structured import (
     StructuredOutput,
     UnsupportedFormat,
+    grammar_output,
     response_schema,
     structured_output,
     vocabulary_text,
@@ -44,12 +46,7 @@ from ..models.structured import (
 from .config import ServiceConfig
 from .models import ModelRef, Models
 from .streaming import Delta, Reply, cut_at_stop, sse
-from .tool_calls import (
-    call_block,
-    chat_functions,
-    response_functions,
-    split_calls,
-)
+from .tool_calls import call_block, call_grammar, chosen_functions, split_calls
 
 __all__ = ["ChatRequest", "CompletionRequest", "Inference", "ResponseRequest"]
 
@@ -76,7 +73,8 @@ class ChatRequest(_Sampling):
     n: int | None = Field(None, ge=1, le=16)
     stop: str | list[str] | None = None
     tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tool_choice: str | dict[str, Any] | None = None  # "required" or a function: enforced by constrained decoding
+    parallel_tool_calls: bool | None = None
     response_format: Any = None  # text, json_object or json_schema: enforced by constrained decoding
 
 
@@ -97,7 +95,8 @@ class ResponseRequest(_Sampling):
     instructions: str | None = None
     max_output_tokens: int | None = Field(None, ge=1)
     tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tool_choice: str | dict[str, Any] | None = None  # "required" or a function: enforced by constrained decoding
+    parallel_tool_calls: bool | None = None
     text: dict[str, Any] | None = None  # its `format` (text, json_object, json_schema) is enforced as chat's is
 
 
@@ -176,13 +175,6 @@ def _messages(raw: Sequence[Mapping[str, Any]], param: str) -> list[dict[str, An
             content += "".join(_call_text(c, f"{where}.tool_calls[{j}]") for j, c in enumerate(calls))
         out.append({"role": role, "content": content})
     return out
-
-
-def _functions(tools: list[dict[str, Any]] | None, tool_choice: Any, *, responses: bool) -> list[dict[str, Any]]:
-    """The functions offered to the model: none without tools or with `tool_choice` "none"."""
-    if not tools or tool_choice == "none":
-        return []
-    return response_functions(tools) if responses else chat_functions(tools)
 
 
 class _Pieces:
@@ -390,12 +382,23 @@ class Inference:
     ) -> tuple[Policy, list[int], list[dict[str, Any]], StructuredOutput | None]:
         """The model, the prompt, the functions offered and the constraint on the reply, for chat and Responses.
 
-        A JSON format constrains the reply to its schema; it fails here (400) if the decoder cannot enforce it.
+        A `tool_choice` asking for a call constrains the reply to call blocks (whatever the format); else a JSON
+        format constrains it to its schema. Either fails here (400) if the decoder cannot enforce it.
         """
-        functions = _functions(body.tools, body.tool_choice, responses=isinstance(body, ResponseRequest))
+        responses = isinstance(body, ResponseRequest)
+        functions, callable_ = chosen_functions(body.tools, body.tool_choice, responses=responses)
         schema, param = _format(body)
-        policy, prompt = self._prompt(ref, messages, functions, vocabulary_text(schema) if schema else "")
+        if callable_:
+            vocabulary = vocabulary_text({"functions": callable_})
+        else:
+            vocabulary = vocabulary_text(schema) if schema else ""
+        policy, prompt = self._prompt(ref, messages, functions, vocabulary)
         try:
+            if callable_:
+                param = "tools"
+                grammar = call_grammar(callable_, parallel=body.parallel_tool_calls is not False)
+                schemas = [f.get("parameters") or {} for f in callable_]
+                return policy, prompt, functions, grammar_output(policy.tokenizer, grammar, schemas=schemas)
             return policy, prompt, functions, structured_output(policy.tokenizer, schema) if schema else None
         except UnsupportedFormat as e:
             raise APIError(400, f"Invalid value for '{param}': {e}.", param=param) from None
@@ -703,7 +706,7 @@ def _response(
         "max_output_tokens": body.max_output_tokens,
         "model": body.model,
         "output": [dict(item) for item in output],
-        "parallel_tool_calls": True,
+        "parallel_tool_calls": body.parallel_tool_calls is not False,
         "temperature": body.temperature,
         "top_p": body.top_p,
         "text": {"format": (body.text or {}).get("format") or {"type": "text"}},

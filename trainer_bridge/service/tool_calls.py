@@ -2,7 +2,9 @@
 
 Models write calls in the Hermes/Qwen form the grader side reads, `<tool_call>{"name": ..., "arguments": {...}}
 </tool_call>` (`loop.completions.to_sample` parses them); how a prompt offers tools is `loop.completions.offer_tools`,
-shared with the RFT loop.
+shared with the RFT loop. A `tool_choice` that asks for a call ("required", a named function, `allowed_tools` in
+"required" mode) is enforced with `call_grammar`: only call blocks of the chosen functions, their arguments
+following each function's `parameters` schema.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from ..loop.completions import CLOSE, OPEN, to_sample
 
 __all__ = [
     "call_block",
+    "call_grammar",
     "call_id",
     "chat_functions",
+    "chosen_functions",
     "open_block",
     "response_functions",
     "split_calls",
@@ -56,6 +60,69 @@ def response_functions(tools: Sequence[Any], param: str = "tools") -> list[dict[
             )
         out.append({k: tool[k] for k in ("name", "description", "parameters") if tool.get(k) is not None})
     return out
+
+
+def chosen_functions(
+    tools: Sequence[Any] | None, tool_choice: Any, *, responses: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """The functions a request offers the model and, when its `tool_choice` asks for a call, those it may call.
+
+    "none" offers none; "auto" (the default) offers all and the reply may call one or not; "required" makes the
+    reply call at least one; a named function (`{"type": "function", "function": {"name": ...}}` in chat,
+    `{"type": "function", "name": ...}` in Responses) that one; `allowed_tools` offers those it lists, in
+    "required" mode a call of one of them.
+    """
+    functions = (response_functions if responses else chat_functions)(tools or [])
+    if tool_choice is None or tool_choice in ("auto", "none"):
+        return ([] if tool_choice == "none" else functions), None
+    if not functions:
+        raise _bad_choice("it asks for a call but there are no tools.")
+    if tool_choice == "required":
+        return functions, functions
+    kind = tool_choice.get("type") if isinstance(tool_choice, Mapping) else None
+    by_name = {f["name"]: f for f in functions}
+    if kind == "function":
+        name = tool_choice.get("name") if responses else (tool_choice.get("function") or {}).get("name")
+        if name not in by_name:
+            raise _bad_choice(f"no function named {name!r} in 'tools'.")
+        return functions, [by_name[name]]
+    if kind == "allowed_tools":
+        allowed = tool_choice if responses else tool_choice.get("allowed_tools")
+        if not isinstance(allowed, Mapping) or allowed.get("mode") not in ("auto", "required"):
+            raise _bad_choice("allowed_tools needs a 'mode' and 'tools'.")
+        listed = allowed.get("tools")
+        names = [
+            (t.get("name") if responses else (t.get("function") or {}).get("name")) if isinstance(t, Mapping) else None
+            for t in (listed if isinstance(listed, list) else [])
+        ]
+        unknown = [n for n in names if n not in by_name]
+        if not names or unknown:
+            what = f"no function named {unknown[0]!r} in 'tools'" if unknown else "it allows no tools"
+            raise _bad_choice(f"{what}.")
+        offered = [by_name[n] for n in dict.fromkeys(names)]
+        return offered, (offered if allowed["mode"] == "required" else None)
+    expected = "'none', 'auto', 'required', a function or allowed_tools"
+    raise _bad_choice(f"expected {expected}.")
+
+
+def _bad_choice(why: str) -> APIError:
+    return APIError(400, f"Invalid value for 'tool_choice': {why}", param="tool_choice")
+
+
+def call_grammar(functions: Sequence[Mapping[str, Any]], *, parallel: bool) -> str:
+    """A Lark grammar (llguidance's dialect) of replies that are call blocks of `functions` and nothing else.
+
+    Each block is written compactly, name first, its arguments an object following the function's `parameters`
+    JSON schema; one block, or one or more when `parallel`.
+    """
+    rules = []
+    for i, f in enumerate(functions):
+        head = f'{OPEN}{{"name":{json.dumps(f["name"], ensure_ascii=False)},"arguments":'
+        schema = {"type": "object", **(f.get("parameters") or {}), "x-guidance": {"whitespace_flexible": False}}
+        rules.append(f"call_{i}: {json.dumps(head, ensure_ascii=False)} args_{i} {json.dumps('}' + CLOSE)}")
+        rules.append(f"args_{i}: %json {json.dumps(schema, ensure_ascii=False)}")
+    calls = " | ".join(f"call_{i}" for i in range(len(functions)))
+    return "\n".join([f"start: {'call+' if parallel else 'call'}", f"call: {calls}", *rules])
 
 
 def call_block(name: str, arguments: Any) -> str:
