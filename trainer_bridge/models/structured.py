@@ -491,7 +491,7 @@ def structured_output(tokenizer: PreTrainedTokenizerBase, schema: Mapping[str, A
     is_error, messages = LLMatcher.validate_grammar_with_warnings(grammar, vocabulary.tokenizer)
     if is_error:
         raise UnsupportedFormat(_one_line(messages[0] if messages else "the schema cannot be compiled"))
-    # A number the schema itself names beyond NUMBER (a 20-digit `const`) is kept writable: no hold on numbers then.
+    # A number the schema names or bounds beyond NUMBER (a 20-digit `const`, a `minimum` of 1e17): no hold then.
     return StructuredOutput(vocabulary, grammar, int(tokenizer.eos_token_id), numbers=_numbers_fit(schema))
 
 
