@@ -7,7 +7,8 @@ sampled with `temperature` and `top_p`; `seed` makes a sample repeatable. With `
 answers Server-Sent Events while it generates (`streaming`): `chat.completion.chunk` and `text_completion`
 chunks then `data: [DONE]`, or the Responses events from `response.created` to `response.completed`.
 A request with function `tools` offers them to the model (`tool_calls`) and returns the `<tool_call>` blocks
-the model writes as `tool_calls` (chat) or `function_call` output items (responses).
+the model writes as `tool_calls` (chat) or `function_call` output items (responses); streamed, a call's arguments
+arrive as they are generated.
 
 A chat `response_format` or a Responses `text.format` (JSON schema or JSON object) and a `tool_choice` that asks
 for a call are enforced by constrained decoding (`models.structured`): the reply follows the schema, or is call
@@ -45,7 +46,7 @@ from ..models.structured import (
 )
 from .config import ServiceConfig
 from .models import ModelRef, Models
-from .streaming import Delta, Reply, cut_at_stop, sse
+from .streaming import CallDelta, Delta, Reply, cut_at_stop, sse
 from .tool_calls import call_block, call_grammar, chosen_functions, split_calls
 
 __all__ = ["ChatRequest", "CompletionRequest", "Inference", "ResponseRequest"]
@@ -454,7 +455,10 @@ class Inference:
         tools: bool,
         structured: StructuredOutput | None,
     ) -> Iterator[dict[str, Any]]:
-        """`chat.completion.chunk` objects: the role, text and tool calls as generated, the finish reason, usage."""
+        """`chat.completion.chunk` objects: the role, text and tool calls as generated, the finish reason, usage.
+
+        A tool call's first delta carries its id, type and name (arguments ""), the next ones pieces of its arguments.
+        """
         base = {
             "id": f"chatcmpl-{secrets.token_hex(12)}",
             "object": "chat.completion.chunk",
@@ -472,9 +476,12 @@ class Inference:
         for delta in deltas:
             if delta.text:
                 yield chunk({"content": delta.text})
-            if delta.calls:
-                first = len(live.reply.calls) - len(delta.calls)
-                yield chunk({"tool_calls": [{"index": first + j, **c} for j, c in enumerate(delta.calls)]})
+            starts = [_call_start(c) for c in delta.calls if c.new]
+            if starts:
+                yield chunk({"tool_calls": starts})
+            pieces = [{"index": c.index, "function": {"arguments": c.arguments}} for c in delta.calls if c.arguments]
+            if pieces:
+                yield chunk({"tool_calls": pieces})
         yield chunk({}, live.finish_reason)
         if (body.stream_options or {}).get("include_usage") and live.generated is not None:
             yield {**base, "choices": [], "usage": _usage(len(prompt), live.generated.tokens)}
@@ -584,7 +591,8 @@ class Inference:
         """Responses streaming events, each with its `sequence_number`, from `response.created` to the end.
 
         Without tools the message item is opened at once; with tools when its first text arrives (a reply that is
-        only calls has no message), and each call is a `function_call` item sent whole when its block closes.
+        only calls has no message). Each call is a `function_call` item: added once its name is written, then
+        `response.function_call_arguments.delta` events as its arguments are, `.done` and the item done.
         """
         numbers = itertools.count()
 
@@ -609,6 +617,7 @@ class Inference:
         live = _Live(Reply(tools=tools))
         if not tools:
             yield from open_message()
+        items: dict[int, tuple[int, dict[str, Any]]] = {}  # per call: its output index and item
         deltas = self._streamed(
             policy, prompt, body, live, max_tokens=body.max_output_tokens, default=256, structured=structured
         )
@@ -624,13 +633,20 @@ class Inference:
                     **_at(message["index"], message),
                 )
             for call in delta.calls:
-                item, index = _function_item(call, "completed"), len(output)
-                output.append(item)
-                where = _at(index, item)
-                yield event("response.output_item.added", output_index=index, item={**item, "arguments": ""})
-                yield event("response.function_call_arguments.delta", delta=call["function"]["arguments"], **where)
-                yield event("response.function_call_arguments.done", arguments=call["function"]["arguments"], **where)
-                yield event("response.output_item.done", output_index=index, item=item)
+                if call.new:
+                    items[call.index] = (len(output), _function_item(call.call, "in_progress"))
+                    output.append(items[call.index][1])
+                    yield event("response.output_item.added", output_index=len(output) - 1, item=items[call.index][1])
+                index, item = items[call.index]
+                item["arguments"] = call.call["function"]["arguments"]
+                if call.arguments:
+                    yield event("response.function_call_arguments.delta", delta=call.arguments, **_at(index, item))
+                if call.done:
+                    item["status"] = "completed"
+                    yield event(
+                        "response.function_call_arguments.done", arguments=item["arguments"], **_at(index, item)
+                    )
+                    yield event("response.output_item.done", output_index=index, item=dict(item))
         if live.generated is None:
             error = {"code": "server_error", "message": f"Generation failed: {live.error}"}
             failed = _response(body, rid, created, "failed", output, None)
@@ -663,6 +679,12 @@ def _message_item(item_id: str, text: str | None = None, status: str = "in_progr
     """A Responses `message` output item (no content part yet when `text` is None)."""
     content = [] if text is None else [_text_part(text)]
     return {"type": "message", "id": item_id, "status": status, "role": "assistant", "content": content}
+
+
+def _call_start(delta: CallDelta) -> dict[str, Any]:
+    """A chat chunk's `tool_calls` entry starting a call: its id, type and name (its arguments follow)."""
+    function = {"name": delta.call["function"]["name"], "arguments": ""}
+    return {"index": delta.index, "id": delta.call["id"], "type": "function", "function": function}
 
 
 def _function_item(call: Mapping[str, Any], status: str) -> dict[str, Any]:

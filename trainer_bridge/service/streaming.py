@@ -1,8 +1,8 @@
 """Streamed inference: what of a reply may be sent while it is generated, and Server-Sent Events in OpenAI's form.
 
-One mechanism serves the three endpoints: `Inference` generates in a thread into a transformers streamer, `Reply`
-turns the decoded pieces into text deltas and finished tool calls (so that they join to the non-streamed reply),
-and each endpoint wraps those in its own events, which `sse` frames.
+One mechanism serves the three endpoints: `Inference` generates in a thread into a streamer, `Reply` turns the
+decoded pieces into text deltas and tool-call deltas (a call's start, its arguments as they are written, its end;
+so that they join to the non-streamed reply), and each endpoint wraps those in its own events, which `sse` frames.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 
 from fastapi.responses import StreamingResponse
 
-from .tool_calls import open_block, split_calls
+from .tool_calls import Written, call_id, read_calls
 
-__all__ = ["Delta", "Reply", "cut_at_stop", "sse"]
+__all__ = ["CallDelta", "Delta", "Reply", "cut_at_stop", "sse"]
 
 
 def cut_at_stop(text: str, stop: str | list[str] | None) -> tuple[str, bool]:
@@ -27,11 +27,22 @@ def cut_at_stop(text: str, stop: str | list[str] | None) -> tuple[str, bool]:
 
 
 @dataclass(frozen=True)
+class CallDelta:
+    """What a new piece of a reply adds to one tool call: its start, more of its arguments, its end."""
+
+    index: int  # the call's place among the reply's calls
+    call: dict[str, Any]  # the call so far (`id`, `type`, `function` with `name` and the `arguments` so far)
+    arguments: str  # the arguments written since the last delta
+    new: bool  # the call's first delta: it carries the id and name
+    done: bool  # the call is complete: its arguments are all sent
+
+
+@dataclass(frozen=True)
 class Delta:
-    """What a new piece of a reply lets the server send: more text and the tool calls finished meanwhile."""
+    """What a new piece of a reply lets the server send: more text, and the tool calls that started, grew or ended."""
 
     text: str = ""
-    calls: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[CallDelta] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.text or self.calls)
@@ -40,9 +51,10 @@ class Delta:
 class Reply:
     """A reply arriving in pieces: what can be sent so far, so that the deltas join to the non-streamed reply.
 
-    That reply is stripped and cut at the first stop sequence, and with `tools` its well-formed `<tool_call>`
-    blocks become calls (the text outside them stripped). So trailing whitespace, a possible start of a stop
-    sequence and a call block still being written are held back until more text shows what they are.
+    That reply is stripped and cut at the first stop sequence, and with `tools` its call blocks become calls
+    (`read_calls`; the text outside them stripped). So trailing whitespace, a possible start of a stop sequence
+    or of a call block are held back until more text shows what they are; a call is sent once its name is
+    written, then its arguments as they are.
     """
 
     def __init__(self, stop: str | list[str] | None = None, *, tools: bool = False) -> None:
@@ -53,6 +65,7 @@ class Reply:
         self.sent = 0
         self.stopped = False
         self.calls: list[dict[str, Any]] = []
+        self._done: list[bool] = []
         self._text = ""
 
     def add(self, piece: str) -> Delta:
@@ -75,16 +88,31 @@ class Reply:
         return self._text[: self.sent]
 
     def _settle(self, raw: str, *, final: bool) -> Delta:
-        if self.tools:
-            text, calls = split_calls(raw if final else raw[: open_block(raw)])
-        else:
-            text, calls = raw, []
+        text, written = read_calls(raw, final=final) if self.tools else (raw, [])
         self._text = text
         ready = text if final else text.rstrip()
         delta, self.sent = ready[self.sent :], max(self.sent, len(ready))
-        new = calls[len(self.calls) :]
-        self.calls.extend(new)
-        return Delta(delta, new)
+        return Delta(delta, [d for i, w in enumerate(written) if (d := self._call(i, w))])
+
+    def _call(self, index: int, written: Written) -> CallDelta | None:
+        """The delta of call `index`, now written as far as `written`; None if nothing changed."""
+        new = index == len(self.calls)
+        if new:
+            self.calls.append(
+                {"id": call_id(), "type": "function", "function": {"name": written.name, "arguments": ""}}
+            )
+            self._done.append(False)
+        call = self.calls[index]
+        if self._done[index]:
+            return None
+        sent = call["function"]["arguments"]
+        # what was sent is never taken back (read_calls only ever extends a call's arguments)
+        piece = written.arguments[len(sent) :] if written.arguments.startswith(sent) else ""
+        if not (new or piece or written.done):
+            return None
+        call["function"]["arguments"] = sent + piece
+        self._done[index] = written.done
+        return CallDelta(index, call, piece, new, written.done)
 
 
 def sse(events: Iterator[dict[str, Any]], *, named: bool = False) -> StreamingResponse:

@@ -5,14 +5,20 @@ Models write calls in the Hermes/Qwen form the grader side reads, `<tool_call>{"
 shared with the RFT loop. A `tool_choice` that asks for a call ("required", a named function, `allowed_tools` in
 "required" mode) is enforced with `call_grammar`: only call blocks of the chosen functions, their arguments
 following each function's `parameters` schema.
+
+A block that begins `{"name": <string>, "arguments": ` is a call from then on, its arguments the JSON the model
+writes after that, exactly as written: so a stream can send them as they are generated (`read_calls`) and the
+whole reply reads the same. Other blocks are calls once closed if `to_sample` reads them as one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from gradekit.graders.safety import loads_json
@@ -21,15 +27,20 @@ from gradekit.runtime.server import APIError
 from ..loop.completions import CLOSE, OPEN, to_sample
 
 __all__ = [
+    "Written",
     "call_block",
     "call_grammar",
     "call_id",
     "chat_functions",
     "chosen_functions",
-    "open_block",
+    "read_calls",
     "response_functions",
     "split_calls",
 ]
+
+# The start of a call block whose name comes first: what a stream needs to send the call before its arguments.
+_HEAD = re.compile(r'\s*\{\s*"name"\s*:\s*("(?:[^"\\\x00-\x1f]|\\.)*")\s*,\s*"arguments"\s*:\s*')
+_SCALAR_END = re.compile(r"[\s,}\]]")
 
 
 def call_id() -> str:
@@ -134,23 +145,111 @@ def call_block(name: str, arguments: Any) -> str:
 
 
 def split_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
-    """The text outside well-formed call blocks (stripped when there are calls) and the calls, fresh ids each."""
-    sample = to_sample(text)
-    if isinstance(sample, str):
-        return sample, []
-    calls = [{**call, "id": call_id()} for call in sample["output_tools"]]
-    return sample["output_text"], calls
+    """The text outside call blocks (stripped when there are calls) and the calls, fresh ids each."""
+    rest, written = read_calls(text, final=True)
+    calls = [
+        {"id": call_id(), "type": "function", "function": {"name": w.name, "arguments": w.arguments}} for w in written
+    ]
+    return rest, calls
 
 
-def open_block(text: str) -> int:
-    """Where the call block still being written starts (or a partial `<tool_call>` at the end); len(text) if none."""
+@dataclass(frozen=True)
+class Written:
+    """A call as far as a reply has written it: `arguments` only grows until `done`."""
+
+    name: str
+    arguments: str
+    done: bool
+
+
+def read_calls(text: str, *, final: bool) -> tuple[str, list[Written]]:
+    """The text outside call blocks and the calls of a reply so far (all of it when `final`).
+
+    While the reply goes on, a block still open is a call once its head is written, and text that may yet
+    turn out to be the start of a block or of its closing tag is held back. The text is stripped when there are
+    calls, as `to_sample` strips it.
+    """
+    parts: list[str] = []
+    calls: list[Written] = []
     end = 0
     while (start := text.find(OPEN, end)) >= 0:
         close = text.find(CLOSE, start + len(OPEN))
-        if close < 0:
-            return start
-        end = close + len(CLOSE)
-    for k in range(min(len(OPEN) - 1, len(text)), 0, -1):
-        if text.endswith(OPEN[:k]):
-            return len(text) - k
-    return len(text)
+        if close < 0:  # the last block, still being written (or never closed)
+            content = text[start + len(OPEN) :]
+            if not final:
+                content = content[: len(content) - _partial(content, CLOSE)]
+            call = _head_call(content, done=final)
+            if call is not None:
+                calls.append(call)
+                parts.append(text[end:start])
+            else:
+                parts.append(text[end:] if final else text[end:start])
+            end = len(text)
+            break
+        after = close + len(CLOSE)
+        call = _head_call(text[start + len(OPEN) : close], done=True) or _whole_call(text[start:after])
+        parts.append(text[end:start] if call else text[end:after])
+        calls += [call] if call else []
+        end = after
+    tail = text[end:]
+    parts.append(tail if final else tail[: len(tail) - _partial(tail, OPEN)])
+    rest = "".join(parts)
+    return (rest.strip() if calls else rest), calls
+
+
+def _partial(text: str, tag: str) -> int:
+    """The length of the longest end of `text` that starts `tag` (without being all of it)."""
+    return next((k for k in range(min(len(tag) - 1, len(text)), 0, -1) if text.endswith(tag[:k])), 0)
+
+
+def _head_call(content: str, *, done: bool) -> Written | None:
+    """The call of a block that begins with its name then `"arguments":`, its arguments so far; None otherwise."""
+    head = _HEAD.match(content)
+    if head is None:
+        return None
+    try:
+        name = json.loads(head.group(1))
+    except ValueError:
+        return None
+    arguments = _value(content[head.end() :], done=done)
+    return Written(name, arguments or ("{}" if done else ""), done)
+
+
+def _value(text: str, *, done: bool) -> str:
+    """The arguments in `text` (what follows `"arguments":`) that can be sent: an object or array as far as
+    written; a string (a JSON text itself) or another value once complete (or the block is over)."""
+    if not text:
+        return ""
+    if text[0] in "{[":
+        depth, inside, escaped = 0, False, False
+        for i, c in enumerate(text):
+            if inside:
+                inside, escaped = (escaped or c != '"'), (not escaped and c == "\\")
+            elif c == '"':
+                inside = True
+            elif c in "{[":
+                depth += 1
+            elif c in "}]":
+                depth -= 1
+                if depth == 0:
+                    return text[: i + 1]
+        return text
+    if text[0] == '"':
+        try:
+            value, _ = json.JSONDecoder().raw_decode(text)
+        except ValueError:
+            return text if done else ""
+        return value
+    scalar = _SCALAR_END.search(text)
+    if scalar is not None:
+        return text[: scalar.start()]
+    return text if done else ""
+
+
+def _whole_call(block: str) -> Written | None:
+    """A closed block `to_sample` reads as a call (its name need not come first)."""
+    sample = to_sample(block)
+    if isinstance(sample, str):
+        return None
+    (call,) = sample["output_tools"]
+    return Written(call["function"]["name"], call["function"]["arguments"], True)
