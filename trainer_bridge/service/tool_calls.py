@@ -93,7 +93,7 @@ def chosen_functions(
     kind = tool_choice.get("type") if isinstance(tool_choice, Mapping) else None
     by_name = {f["name"]: f for f in functions}
     if kind == "function":
-        name = tool_choice.get("name") if responses else (tool_choice.get("function") or {}).get("name")
+        name = _chosen_name(tool_choice, responses=responses)
         if name not in by_name:
             raise _bad_choice(f"no function named {name!r} in 'tools'.")
         return functions, [by_name[name]]
@@ -102,10 +102,7 @@ def chosen_functions(
         if not isinstance(allowed, Mapping) or allowed.get("mode") not in ("auto", "required"):
             raise _bad_choice("allowed_tools needs a 'mode' and 'tools'.")
         listed = allowed.get("tools")
-        names = [
-            (t.get("name") if responses else (t.get("function") or {}).get("name")) if isinstance(t, Mapping) else None
-            for t in (listed if isinstance(listed, list) else [])
-        ]
+        names = [_chosen_name(t, responses=responses) for t in (listed if isinstance(listed, list) else [])]
         unknown = [n for n in names if n not in by_name]
         if not names or unknown:
             what = f"no function named {unknown[0]!r} in 'tools'" if unknown else "it allows no tools"
@@ -114,6 +111,16 @@ def chosen_functions(
         return offered, (offered if allowed["mode"] == "required" else None)
     expected = "'none', 'auto', 'required', a function or allowed_tools"
     raise _bad_choice(f"expected {expected}.")
+
+
+def _chosen_name(entry: Any, *, responses: bool) -> str:
+    """The function name a `tool_choice` entry gives (`name` in Responses, `function.name` in chat): 400 if none."""
+    where = entry if responses else entry.get("function") if isinstance(entry, Mapping) else None
+    name = where.get("name") if isinstance(where, Mapping) else None
+    if not isinstance(name, str):
+        shape = '{"type": "function", "name": ...}' if responses else '{"type": "function", "function": {"name": ...}}'
+        raise _bad_choice(f"a function is chosen as {shape}.")
+    return name
 
 
 def _bad_choice(why: str) -> APIError:
@@ -128,8 +135,13 @@ def call_grammar(functions: Sequence[Mapping[str, Any]], *, parallel: bool) -> s
     """
     rules = []
     for i, f in enumerate(functions):
+        parameters = f.get("parameters") or {}
+        if not isinstance(parameters, Mapping):
+            raise APIError(
+                400, f"Invalid value for 'tools': the parameters of {f['name']!r} are not a JSON schema.", param="tools"
+            )
         head = f'{OPEN}{{"name":{json.dumps(f["name"], ensure_ascii=False)},"arguments":'
-        schema = {"type": "object", **(f.get("parameters") or {}), "x-guidance": {"whitespace_flexible": False}}
+        schema = {"type": "object", **parameters, "x-guidance": {"whitespace_flexible": False}}
         rules.append(f"call_{i}: {json.dumps(head, ensure_ascii=False)} args_{i} {json.dumps('}' + CLOSE)}")
         rules.append(f"args_{i}: %json {json.dumps(schema, ensure_ascii=False)}")
     calls = " | ".join(f"call_{i}" for i in range(len(functions)))

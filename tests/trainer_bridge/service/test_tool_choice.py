@@ -140,6 +140,13 @@ def test_none_offers_no_tools_and_auto_is_unconstrained(sdk: OpenAI) -> None:
         (CHAT_TOOLS, {"type": "function", "function": {"name": "get_stock"}}, "tool_choice", "no function named"),
         (None, "required", "tool_choice", "there are no tools"),
         (CHAT_TOOLS, {"type": "custom", "custom": {"name": "x"}}, "tool_choice", "expected 'none', 'auto'"),
+        (CHAT_TOOLS, {"type": "function", "name": "get_time"}, "tool_choice", '"function": {"name": ...}}'),
+        (
+            [{"type": "function", "function": {"name": "f", "parameters": "x"}}],
+            "required",
+            "tools",
+            "not a JSON schema",
+        ),
         (
             [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "if": {}}}}],
             "required",
