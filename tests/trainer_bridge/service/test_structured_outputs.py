@@ -53,8 +53,7 @@ GUIDE_MULTI = {
                     "content": "Reference: {{ item.explanation }}\nAnswer: {{ sample.output_json.explanation }}",
                 },
             ],
-            # seeded: the same verdicts every run (unseeded, a random-weight judge may write a number that overflows a
-            # double, e.g. 9.1e11060990, which the constraint allows and the client rightly calls a parse error)
+            # seeded: the same verdicts every run (numbers a double cannot hold are not written: test_structured_numbers)
             "sampling_params": {"max_completions_tokens": 96, "seed": 7},
         },
     },
