@@ -21,6 +21,8 @@ from gradekit.trainer_bridge.models.policy import Policy
 from gradekit.trainer_bridge.models.structured import NUMBER, structured_output, vocabulary_text
 from gradekit.trainer_bridge.models.tiny import build_tokenizer
 
+from .random_decoding import byte_level_tokenizer, random_replies
+
 pytest.importorskip("llguidance")
 
 SCORE = {
@@ -149,30 +151,13 @@ def test_seeded_samples_of_tiny_local_are_finite_numbers(schema: Any) -> None:
 @pytest.fixture(scope="module")
 def byte_level() -> Any:
     """A byte-level BPE tokenizer (as pretrained models have) trained here on numbers: many-digit tokens abound."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<eos>"], initial_alphabet=alphabet)
-    bpe.train_from_iterator([*WITHIN, *BEYOND, '{"result":', "123456789012345678901234567890"] * 20, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<eos>", pad_token="<eos>")
+    return byte_level_tokenizer([*WITHIN, *BEYOND, '{"result":', "123456789012345678901234567890"] * 20, vocab_size=600)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_random_logits_over_a_byte_level_vocabulary_write_finite_numbers(byte_level: Any, seed: int) -> None:
     constraint = structured_output(byte_level, SCORE)
-    rows, budget, eos = 16, 40, byte_level.eos_token_id
-    mask = constraint.processor(rows, prompt_len=1, max_new_tokens=budget)
-    generator = torch.Generator().manual_seed(seed)
-    ids, done = torch.full((rows, 1), eos), torch.zeros((rows, 1), dtype=torch.bool)
-    for _ in range(budget):
-        scores = mask(ids, torch.randn((rows, len(byte_level)), generator=generator) * 3)
-        chosen = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator).masked_fill(done, eos)
-        ids, done = torch.cat([ids, chosen], dim=1), done | (chosen == eos)
-    assert done.all(), "a reply ran out of its tokens"
-    results = [json.loads(constraint.decode(row[1:].tolist()))["result"] for row in ids]
+    replies = random_replies(byte_level, constraint, rows=16, budget=40, seed=seed)
+    results = [json.loads(reply)["result"] for reply in replies]
     assert all(math.isfinite(float(r)) for r in results), results
     assert all(abs(r) < 10**16 for r in results if isinstance(r, int)), results

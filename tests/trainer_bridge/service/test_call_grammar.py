@@ -11,11 +11,12 @@ from typing import Any
 
 import jsonschema
 import pytest
-import torch
 
 from gradekit.trainer_bridge.models.structured import grammar_output
 from gradekit.trainer_bridge.service.streaming import Reply
 from gradekit.trainer_bridge.service.tool_calls import call_block, call_grammar, split_calls
+
+from ..random_decoding import byte_level_tokenizer, random_replies
 
 pytest.importorskip("llguidance")
 
@@ -48,37 +49,18 @@ PARAMETERS = {f["name"]: f["parameters"] for f in FUNCTIONS}
 @pytest.fixture(scope="module")
 def byte_level() -> Any:
     """A byte-level BPE tokenizer trained here on call blocks: tokens such as `"arguments":{"` abound."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=700, special_tokens=["<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
     calls = [
         call_block("get_weather", {"city": "Zürich", "days": 3, "unit": "celsius"}),
         call_block("note", {"text": "€5 café", "score": 0.75}),
     ]
-    bpe.train_from_iterator([c.replace(" ", "") for c in calls] * 30, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<eos>", pad_token="<eos>")
+    return byte_level_tokenizer([c.replace(" ", "") for c in calls] * 30, vocab_size=700)
 
 
 def _sample(byte_level: Any, functions: list[dict[str, Any]], *, parallel: bool, seed: int) -> list[str]:
     """Replies of random logits under the call grammar, as the service decodes them."""
     grammar = call_grammar(functions, parallel=parallel)
     constraint = grammar_output(byte_level, grammar, schemas=[f["parameters"] for f in functions])
-    rows, budget, eos = 12, 160, byte_level.eos_token_id
-    mask = constraint.processor(rows, prompt_len=1, max_new_tokens=budget)
-    generator = torch.Generator().manual_seed(seed)
-    ids, done = torch.full((rows, 1), eos), torch.zeros((rows, 1), dtype=torch.bool)
-    for _ in range(budget):
-        scores = mask(ids, torch.randn((rows, len(byte_level)), generator=generator) * 3)
-        chosen = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator).masked_fill(done, eos)
-        ids, done = torch.cat([ids, chosen], dim=1), done | (chosen == eos)
-    assert done.all(), "a reply ran out of its tokens"
-    return [constraint.decode(row[1:].tolist()) for row in ids]
+    return random_replies(byte_level, constraint, rows=12, budget=160, seed=seed)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
