@@ -7,7 +7,8 @@ It starts `gradekit serve` on a free loopback port with no configuration (its da
 `gradekit-runs/service-<task>/gradekit-data`), uploads the task's training and validation files with the
 `openai` SDK, creates a reinforcement fine-tuning job on `smollm2-135m-instruct` with the task's grader, prints
 `valid_reward_mean` as the job's metrics events arrive, and then asks the base model and the fine-tuned model
-the same validation prompts, greedily, printing both answers. The server is stopped at the end. Needs the model
+every validation prompt, greedily: it counts the answers that are an allowed answer and the right one, and
+prints the first prompts the two answer differently. The server is stopped at the end. Needs the model
 (docs/models.md); `GRADEKIT_DEMO_DIR` sets the output folder, `GRADEKIT_DEMO_MODEL` another base model.
 """
 
@@ -29,15 +30,32 @@ from openai import OpenAI
 
 HERE = Path(__file__).parent
 MODEL = os.environ.get("GRADEKIT_DEMO_MODEL", "smollm2-135m-instruct")  # the service's default base model
-#: Each task: its folder, grader, steps of `batch_size` prompts, and the reply length (`max_completion_tokens`, a
-#: job hyperparameter: the answer's length; the rest of the settings are the service's "auto" ones).
+#: Each task: its folder, data files, grader, steps of `batch_size` prompts, and the reply length
+#: (`max_completion_tokens`, a job hyperparameter: the answer's length; the rest are the service's "auto" settings).
+#: Ticket routing uses its few-shot files: without worked examples the base model never answers with a team.
 TASKS: dict[str, dict[str, Any]] = {
-    "ticket_routing": {"folder": "ticket_routing", "grader": "grader_partial.json", "steps": 15, "max_tokens": 6},
-    "sentiment": {"folder": "sentiment", "grader": "grader.json", "steps": 8, "max_tokens": 4},
+    "ticket_routing": {
+        "folder": "ticket_routing",
+        "train": "train_fewshot.jsonl",
+        "valid": "valid_fewshot.jsonl",
+        "grader": "grader.json",
+        "answer": "team",
+        "steps": 24,
+        "max_tokens": 6,
+    },
+    "sentiment": {
+        "folder": "sentiment",
+        "train": "train.jsonl",
+        "valid": "valid.jsonl",
+        "grader": "grader.json",
+        "answer": "label",
+        "steps": 8,
+        "max_tokens": 4,
+    },
 }
 BATCH_SIZE = 4
 EVAL_INTERVAL = 4
-SHOWN = 6  # validation prompts answered by both models at the end
+SHOWN = 6  # validation prompts answered differently by the two models, shown at the end
 TIMEOUT_S = 3600  # the job must finish within this
 
 
@@ -74,11 +92,10 @@ def start_server(folder: Path, port: int) -> subprocess.Popen[str]:
 
 
 def forward_progress(server: subprocess.Popen[str]) -> None:
-    """Print the server's own lines (where its data is, each job's progress, errors), not its access log nor the
-    GGUF loader's progress bar."""
+    """Print the server's own lines (where its data is, each job's progress, errors), not its access log."""
     assert server.stdout is not None
     for line in server.stdout:
-        if "HTTP/1.1" not in line and "de-quantizing GGUF" not in line:
+        if "HTTP/1.1" not in line:
             print(f"  server: {line.rstrip()}", flush=True)
 
 
@@ -92,8 +109,8 @@ def train(client: OpenAI, task: dict[str, Any]) -> Any:
     folder = HERE / task["folder"]
     rows = BATCH_SIZE * task["steps"]
     upload = client.files.create
-    train_file = upload(file=("train.jsonl", first_rows(folder / "train.jsonl", rows)), purpose="fine-tune")
-    valid_file = upload(file=("valid.jsonl", (folder / "valid.jsonl").read_bytes()), purpose="fine-tune")
+    train_file = upload(file=(task["train"], first_rows(folder / task["train"], rows)), purpose="fine-tune")
+    valid_file = upload(file=(task["valid"], (folder / task["valid"]).read_bytes()), purpose="fine-tune")
     grader = json.loads((folder / task["grader"]).read_text())
     job = client.fine_tuning.jobs.create(
         model=MODEL,
@@ -131,16 +148,23 @@ def train(client: OpenAI, task: dict[str, Any]) -> Any:
 
 
 def compare(client: OpenAI, task: dict[str, Any], fine_tuned: str) -> None:
-    """The base model's and the fine-tuned model's greedy answers to the first validation prompts."""
-    rows = [json.loads(line) for line in (HERE / task["folder"] / "valid.jsonl").read_text().splitlines()[:SHOWN]]
-    for row in rows:
-        answers = []
-        for model in (MODEL, fine_tuned):
+    """Both models' greedy answers on every validation prompt: how many are an allowed answer and how many the
+    right one, then the first prompts they answer differently."""
+    rows = [json.loads(line) for line in (HERE / task["folder"] / task["valid"]).read_text().splitlines()]
+    allowed = {row[task["answer"]] for row in rows}
+    answers: dict[str, list[str]] = {}
+    for model in (MODEL, fine_tuned):
+        answers[model] = []
+        for row in rows:
             reply = client.chat.completions.create(model=model, messages=row["messages"], max_tokens=16, temperature=0)
-            answers.append(" ".join((reply.choices[0].message.content or "").split()))
-        expected = {k: v for k, v in row.items() if k != "messages"}
-        print(f"\n{row['messages'][-1]['content']}\n  expected:   {expected}")
-        print(f"  base:       {answers[0]!r}\n  fine-tuned: {answers[1]!r}")
+            answers[model].append(" ".join((reply.choices[0].message.content or "").split()))
+        named = sum(a in allowed for a in answers[model])
+        right = sum(a == row[task["answer"]] for a, row in zip(answers[model], rows, strict=True))
+        print(f"{model}: {named} of {len(rows)} greedy answers name an allowed answer, {right} the right one")
+    differ = [i for i, (a, b) in enumerate(zip(answers[MODEL], answers[fine_tuned], strict=True)) if a != b]
+    for i in differ[:SHOWN]:
+        print(f"\n{rows[i]['messages'][-1]['content']}\n  expected:   {rows[i][task['answer']]!r}")
+        print(f"  base:       {answers[MODEL][i]!r}\n  fine-tuned: {answers[fine_tuned][i]!r}")
 
 
 def main() -> int:

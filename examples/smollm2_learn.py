@@ -3,17 +3,18 @@
     python examples/smollm2_learn.py sentiment   # review -> positive / negative (two labels)
     python examples/smollm2_learn.py city        # sentence -> the city it names (a short answer, many values)
     python examples/smollm2_learn.py category    # "which of these is a fruit: chair, mango, cloud?" -> mango
-    python examples/smollm2_learn.py routing     # support ticket -> one of four teams
+    python examples/smollm2_learn.py routing     # support ticket -> one of four teams (few-shot prompts)
 
 Each task is a folder of this directory (a data generator, train.jsonl, valid.jsonl, the grader JSON). The run:
 
 1. the best constant answer: every distinct reference answer of the validation set, every other allowed answer
    the items list, and all reference answers in one answer, graded on every validation row with the task's
    grader; the best mean is the score a model gets without reading the prompt, which a learned task must beat;
-2. for `category` and `routing`, a format-only warm start (as `make demo` does for its tiny model): a few
-   supervised steps on the training prompts with an allowed answer picked at random as the target, never the
-   right one on purpose, so the model answers in the format and RFT has a signal (`sentiment` and `city` start
-   from the base model: a warm start with random answers can erase what the task needs, docs/models.md);
+2. for `category`, a format-only warm start (as `make demo` does for its tiny model): a few supervised steps on
+   the training prompts with an allowed answer picked at random as the target, never the right one on purpose,
+   so the model answers in the format and RFT has a signal (the others start from the base model: a warm start
+   with random answers can erase what the task needs, docs/models.md; `routing` reads the task's few-shot files,
+   whose worked examples show the answer's form instead);
 3. `RFTJob` with the task's hyperparameters and loop options (the rest "auto"), validation on every validation
    row (one sample at the sampling temperature) every few steps.
 
@@ -56,19 +57,9 @@ class Task:
     options: dict[str, Any] = field(default_factory=dict)
     warm_start: dict[str, Any] | None = None  # None: RFT starts from the base model itself
     train_rows: int | None = None  # the first rows of train.jsonl used (None: all)
-    instruction: str | None = None  # replaces the rows' first (system or developer) message; None: as shipped
+    files: tuple[str, str] = ("train.jsonl", "valid.jsonl")  # the task folder's training and validation files
     options_field: str | None = None  # an item field listing the row's allowed answers (the warm start's targets)
     seed: int = 1
-
-
-#: Ticket routing's prompt with a line on what each team handles (the teams are the allowed answers).
-ROUTING_INSTRUCTION = (
-    "Route the support ticket to one team. billing: charges, payments, refunds, invoices. account: login, "
-    "passwords, profile, security codes. shipping: parcels, couriers, delivery, tracking. technical: the app or "
-    "website does not work. Answer with the team only."
-)
-#: A format-only warm start of 12 supervised steps (batch 8, AdamW 5e-5), as for ticket routing.
-WARM_START = {"steps": 12, "batch_size": 8, "learning_rate": 5e-5}
 
 
 TASKS = {
@@ -100,35 +91,26 @@ TASKS = {
     ),
     "routing": Task(
         "ticket_routing",
-        "grader_partial.json",
+        "grader.json",
         "team",
         {"n_epochs": 1, "batch_size": 4, "eval_interval": 4},
         {"max_completion_tokens": 6},
-        warm_start=WARM_START,
-        train_rows=80,
-        instruction=ROUTING_INSTRUCTION,
+        train_rows=96,
+        files=("train_fewshot.jsonl", "valid_fewshot.jsonl"),
     ),
 }
 
 
 def task_rows(task: Task, name: str, limit: int | None = None) -> list[str]:
-    """The JSONL lines of the task's file `name` (the first `limit`), with the task's instruction if it sets one."""
-    lines = (HERE / task.folder / name).read_text().splitlines()[:limit]
-    if task.instruction is None:
-        return lines
-    out = []
-    for line in lines:
-        row = json.loads(line)
-        row["messages"][0]["content"] = task.instruction
-        out.append(json.dumps(row))
-    return out
+    """The first `limit` JSONL lines of the task's file `name`."""
+    return (HERE / task.folder / name).read_text().splitlines()[:limit]
 
 
 def best_constant(task: Task) -> tuple[str, float]:
     """The constant answer with the best mean reward on the validation set, and that reward (exactly graded)."""
     folder = HERE / task.folder
     grader = json.loads((folder / task.grader).read_text())
-    items = [row.item for row in load_rows(folder / "valid.jsonl")]
+    items = [row.item for row in load_rows(folder / task.files[1])]
     answers = sorted({str(item[task.answer]) for item in items})
     listed = sorted({str(o) for item in items for o in item.get(task.options_field or "", [])} - set(answers))
     candidates = [*answers, *listed, ", ".join(answers)]
@@ -166,8 +148,8 @@ def learn(name: str, out: Path) -> dict[str, Any]:
     out.mkdir(parents=True)
     constant, constant_reward = best_constant(task)
     train, valid = out / "train.jsonl", out / "valid.jsonl"
-    train.write_text("\n".join(task_rows(task, "train.jsonl", task.train_rows)) + "\n")
-    valid.write_text("\n".join(task_rows(task, "valid.jsonl")) + "\n")
+    train.write_text("\n".join(task_rows(task, task.files[0], task.train_rows)) + "\n")
+    valid.write_text("\n".join(task_rows(task, task.files[1])) + "\n")
     started, cpu_started = time.monotonic(), time.process_time()
     base = warm_started(task, train, out / "base-model")
     warm_s = time.monotonic() - started

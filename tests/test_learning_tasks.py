@@ -28,6 +28,27 @@ def test_the_generator_writes_the_shipped_files(folder: str, tmp_path: Path) -> 
         assert (copy / name).read_bytes() == (EXAMPLES / folder / name).read_bytes()
 
 
+def test_the_ticket_routing_generator_writes_both_forms(tmp_path: Path) -> None:
+    copy = tmp_path / "ticket_routing"
+    shutil.copytree(EXAMPLES / "ticket_routing", copy)
+    subprocess.run([sys.executable, str(copy / "make_data.py")], check=True)
+    for name in ("train.jsonl", "valid.jsonl", "train_fewshot.jsonl", "valid_fewshot.jsonl"):
+        assert (copy / name).read_bytes() == (EXAMPLES / "ticket_routing" / name).read_bytes()
+
+
+@pytest.mark.parametrize("split", ["train", "valid"])
+def test_the_fewshot_rows_are_the_plain_rows_with_worked_examples_no_ticket_of_either(split: str) -> None:
+    plain, fewshot = _rows("ticket_routing", f"{split}.jsonl"), _rows("ticket_routing", f"{split}_fewshot.jsonl")
+    assert len(plain) == len(fewshot) == {"train": 160, "valid": 32}[split]
+    tickets = {str(m["content"]) for r in plain for m in r["messages"] if m["role"] == "user"}  # type: ignore[attr-defined]
+    for a, b in zip(plain, fewshot, strict=True):
+        shown = b["messages"][1:-1]  # type: ignore[index]
+        assert {**b, "messages": [b["messages"][0], b["messages"][-1]]} == a  # type: ignore[index]
+        assert [m["role"] for m in shown] == ["user", "assistant"] * 4
+        assert [m["content"] for m in shown[1::2]] == ["billing", "account", "shipping", "technical"]
+        assert not {m["content"] for m in shown[::2]} & tickets
+
+
 def _rows(folder: str, name: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in (EXAMPLES / folder / name).read_text().splitlines()]
 
@@ -84,7 +105,7 @@ def test_category_grader_gives_format_credit_for_any_listed_word() -> None:
         ("city", "Amsterdam, Barcelona, Budapest, Denver, Glasgow, Helsinki, Istanbul, Lima, Manila, Melbourne, "
          "Montreal, Mumbai, Nairobi, Seoul, Stockholm, Zurich", 0.3),
         ("category", "truck", 0.1),
-        ("routing", "account, billing, shipping, technical", 0.3),
+        ("routing", "technical", 0.25),
     ],
 )  # fmt: skip
 def test_best_constant_answer(task: str, answer: str, reward: float) -> None:
@@ -92,11 +113,11 @@ def test_best_constant_answer(task: str, answer: str, reward: float) -> None:
     assert (best, round(score, 3)) == (answer, reward)
 
 
-def test_routing_rows_carry_the_team_descriptions() -> None:
-    rows = [json.loads(line) for line in smollm2_learn.task_rows(smollm2_learn.TASKS["routing"], "valid.jsonl")]
-    assert len(rows) == 32
-    assert {r["messages"][0]["content"] for r in rows} == {smollm2_learn.ROUTING_INSTRUCTION}
-    assert rows[0]["team"] == _rows("ticket_routing", "valid.jsonl")[0]["team"]
+def test_routing_reads_the_fewshot_files_as_shipped() -> None:
+    task = smollm2_learn.TASKS["routing"]
+    lines = smollm2_learn.task_rows(task, task.files[0], task.train_rows)
+    assert lines == (EXAMPLES / "ticket_routing" / "train_fewshot.jsonl").read_text().splitlines()[:96]
+    assert (task.grader, task.warm_start) == ("grader.json", None)  # the exact-team grader, no warm start
 
 
 def test_an_unknown_task_is_one_usage_line() -> None:

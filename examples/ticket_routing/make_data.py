@@ -1,4 +1,9 @@
-"""Regenerate the ticket-routing example files (train.jsonl, valid.jsonl) deterministically."""
+"""Regenerate the ticket-routing example files deterministically.
+
+train.jsonl and valid.jsonl hold the instruction and the ticket; train_fewshot.jsonl and valid_fewshot.jsonl hold
+the same rows with four worked examples (a ticket and its team, as earlier turns) before the ticket, which a small
+pretrained model needs to answer with a team name at all (docs/models.md).
+"""
 
 from __future__ import annotations
 
@@ -45,19 +50,31 @@ PROBLEMS = {
         "notifications stopped working",
     ],
 }
+#: The worked examples of the few-shot files (user turn, assistant turn); none is a training or validation ticket.
+EXAMPLES = [
+    ("My credit card was billed for a plan I cancelled.", "billing"),
+    ("I forgot the answer to my security question.", "account"),
+    ("The courier says my address does not exist.", "shipping"),
+    ("The page goes blank when I press save.", "technical"),
+]
 OPENERS = ["", "Hi,", "Hello team,", "Urgent:"]
 CLOSERS = ["", "Please help.", "What should I do?", "Thanks."]
 
 
-def row(team: str, opener: str, problem: str, closer: str, n: int) -> dict[str, object]:
-    """One RFT row: the prompt messages plus the grader's fields (`team`, `ticket_id`)."""
+def row(team: str, opener: str, problem: str, closer: str, n: int, *, fewshot: bool = False) -> dict[str, object]:
+    """One RFT row: the prompt messages (with the worked examples if `fewshot`) plus the grader's fields."""
     ticket = " ".join(p for p in (opener, problem[0].upper() + problem[1:] + ".", closer) if p)
-    messages = [{"role": "developer", "content": INSTRUCTION}, {"role": "user", "content": ticket}]
+    shown = [{"role": r, "content": t} for pair in EXAMPLES for r, t in zip(("user", "assistant"), pair, strict=True)]
+    messages = [
+        {"role": "developer", "content": INSTRUCTION},
+        *(shown if fewshot else []),
+        {"role": "user", "content": ticket},
+    ]
     return {"messages": messages, "team": team, "ticket_id": f"T{n:04d}"}
 
 
 def main() -> None:
-    """Write 160 training rows and 32 validation rows (disjoint tickets, every team equally often)."""
+    """Write 160 training rows and 32 validation rows (disjoint tickets, every team equally often), in both forms."""
     rng = random.Random(7)
     train, valid = [], []
     for team, problems in PROBLEMS.items():
@@ -67,10 +84,11 @@ def main() -> None:
         train += [(team, *c) for c in combos[8:48]]
     rng.shuffle(train)
     rng.shuffle(valid)
-    for name, rows in (("train.jsonl", train), ("valid.jsonl", valid)):
-        start = 0 if name == "train.jsonl" else 1000
-        lines = [json.dumps(row(*r, start + i)) for i, r in enumerate(rows)]
-        (HERE / name).write_text("\n".join(lines) + "\n")
+    for split, rows in (("train", train), ("valid", valid)):
+        start = 0 if split == "train" else 1000
+        for fewshot, name in ((False, f"{split}.jsonl"), (True, f"{split}_fewshot.jsonl")):
+            lines = [json.dumps(row(*r, start + i, fewshot=fewshot)) for i, r in enumerate(rows)]
+            (HERE / name).write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
