@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -10,7 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["fsync_dir", "publish_dir", "read_json", "remove_leftovers", "write_json"]
+__all__ = ["FULL_BELOW", "fsync_dir", "publish_dir", "read_json", "remove_leftovers", "write_json"]
+
+#: Free bytes below which a failed write is taken for a full device (a model checkpoint is hundreds of MB).
+FULL_BELOW = 64 * 2**20
 
 
 def fsync_dir(path: Path) -> None:
@@ -39,15 +43,26 @@ def read_json(path: Path) -> Any:
 
 
 def publish_dir(path: Path, write: Callable[[Path], None]) -> Path:
-    """Build a directory with `write(tmp)` beside `path`, then rename it into place (replacing any old one)."""
+    """Build a directory with `write(tmp)` beside `path`, then rename it into place (replacing any old one).
+
+    A write that fails leaves nothing behind; on a full device it is an `OSError` (ENOSPC) naming `path`, since
+    torch's writer reports one only as a RuntimeError about a zip position.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    write(tmp)
-    for child in tmp.iterdir():
-        if child.is_file():
-            with open(child, "rb") as f:
-                os.fsync(f.fileno())
+    try:
+        write(tmp)
+        for child in tmp.iterdir():
+            if child.is_file():
+                with open(child, "rb") as f:
+                    os.fsync(f.fileno())
+    except Exception as e:
+        free = shutil.disk_usage(tmp).free
+        shutil.rmtree(tmp, ignore_errors=True)
+        if free < FULL_BELOW:
+            raise OSError(errno.ENOSPC, f"no space left on the device writing {path} ({free} bytes free)") from e
+        raise
     if path.exists():
         old = path.with_name(f".{path.name}.old")
         shutil.rmtree(old, ignore_errors=True)
