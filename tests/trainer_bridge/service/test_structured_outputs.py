@@ -53,7 +53,7 @@ GUIDE_MULTI = {
                     "content": "Reference: {{ item.explanation }}\nAnswer: {{ sample.output_json.explanation }}",
                 },
             ],
-            # seeded: the same verdicts every run (numbers a double cannot hold are not written: test_structured_numbers)
+            # seeded: the same verdicts every run (no number a double cannot hold is written: test_structured_numbers)
             "sampling_params": {"max_completions_tokens": 96, "seed": 7},
         },
     },
