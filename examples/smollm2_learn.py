@@ -56,7 +56,7 @@ class Task:
     hyperparameters: dict[str, Any]
     options: dict[str, Any] = field(default_factory=dict)
     warm_start: dict[str, Any] | None = None  # None: RFT starts from the base model itself
-    train_rows: int | None = None  # the first rows of train.jsonl used (None: all)
+    train_rows: int | None = None  # the first rows of the training file used (None: all)
     files: tuple[str, str] = ("train.jsonl", "valid.jsonl")  # the task folder's training and validation files
     options_field: str | None = None  # an item field listing the row's allowed answers (the warm start's targets)
     seed: int = 1

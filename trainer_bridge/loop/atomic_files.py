@@ -58,7 +58,7 @@ def publish_dir(path: Path, write: Callable[[Path], None]) -> Path:
                 with open(child, "rb") as f:
                     os.fsync(f.fileno())
     except Exception as e:
-        free = shutil.disk_usage(tmp).free
+        free = shutil.disk_usage(path.parent).free
         shutil.rmtree(tmp, ignore_errors=True)
         if free < FULL_BELOW:
             raise OSError(errno.ENOSPC, f"no space left on the device writing {path} ({free} bytes free)") from e
