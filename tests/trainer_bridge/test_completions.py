@@ -69,4 +69,5 @@ def test_as_system_writes_developer_as_system_only_for_a_template_without_that_r
     assert as_system(asked, generic) == [{"role": "system", "content": "Route it."}, asked[1]]
     assert as_system(asked, "{% if m['role'] == 'developer' %}{% endif %}") == asked
     assert as_system(asked, None) == asked  # role lines keep the role as written
+    assert as_system(asked, generic, ["<|system|>", "<|developer|>"]) == asked  # tiny-local: a developer role token
     assert asked[0]["role"] == "developer"  # the caller's messages are not changed

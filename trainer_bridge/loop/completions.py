@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from gradekit.graders.safety import loads_json
@@ -50,13 +50,16 @@ def to_sample(text: str, index: int = 0) -> str | dict[str, Any]:
     return {"output_text": rest.strip(), "output_tools": calls}
 
 
-def as_system(messages: list[dict[str, Any]], template: str | None) -> list[dict[str, Any]]:
-    """The messages with OpenAI's `developer` role written as `system` when the chat template has no developer role.
+def as_system(
+    messages: list[dict[str, Any]], template: str | None, special_tokens: Iterable[str] = ()
+) -> list[dict[str, Any]]:
+    """The messages with OpenAI's `developer` role written as `system` when the model has no developer role (its
+    chat template and its special tokens never name one).
 
     OpenAI's developer messages take the place of system messages; a template that only knows `system` would
     otherwise render an unknown turn after its own default system prompt.
     """
-    if not template or "developer" in template:
+    if not template or "developer" in template or any("developer" in t for t in special_tokens):
         return messages
     return [{**m, "role": "system"} if m.get("role") == "developer" else m for m in messages]
 

@@ -99,7 +99,8 @@ class Policy:
         developer messages are system ones for a template without that role (`as_system`)."""
         functions = [t.get("function", t) if isinstance(t, dict) else t for t in row.tools or []]
         template = self.tokenizer.chat_template
-        messages, tools = offer_tools(as_system(row.messages, template), functions, template)
+        special = self.tokenizer.get_added_vocab()  # a role token such as tiny-local's <|developer|> names the role
+        messages, tools = offer_tools(as_system(row.messages, template, special), functions, template)
         if not template:  # a model folder without one: "role: text" lines
             text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
         else:
